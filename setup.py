@@ -1,0 +1,32 @@
+"""Packaging for smcn-tf (SMCN, ICASSP 2022, in Keras 3 / TensorFlow)."""
+
+import setuptools
+
+setuptools.setup(
+    name="smcn-tf",
+    version="0.1.0",
+    description=(
+        "Self-guided Modality Calibration Network for speech + text emotion "
+        "recognition, in Keras 3 / TensorFlow."
+    ),
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.10",
+    packages=setuptools.find_packages(include=["smcn_tf", "smcn_tf.*"]),
+    include_package_data=True,
+    install_requires=[
+        "tensorflow>=2.21,<2.22",
+        "keras>=3.10,<4",
+        "keras-hub>=0.32,<0.40",
+        "transformers>=5,<6",
+        "tensorboard>=2.21,<2.22",
+        "numpy>=1.26,<3",
+        "soundfile>=0.12,<1",
+        "pyyaml>=6,<7",
+        "tqdm>=4.60,<5",
+    ],
+    extras_require={
+        "dev": ["pytest>=8,<10"],
+    },
+    entry_points={"console_scripts": ["smcn=smcn_tf.cli:main"]},
+)

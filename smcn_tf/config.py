@@ -1,0 +1,264 @@
+"""Experiment configuration: YAML presets in `configs/` mapped onto dataclasses.
+
+A preset has four sections, `features`, `model`, `training` and `evaluation`.
+Unknown keys and wrong types are errors that name the file and the field, so a
+typo never silently falls back to a default.
+
+Example:
+
+>>> config = load_config("configs/iemocap.yaml", overrides=["training.steps=10"])
+>>> config.training.steps
+10
+"""
+
+import dataclasses
+import os
+import typing
+
+import yaml
+
+
+@dataclasses.dataclass
+class FeaturesConfig:
+    """How raw audio and text become model inputs (section 3.2)."""
+
+    corpus: str = "iemocap"
+    sample_rate: int = 16000
+    pooling: int = 5
+    max_frames: int = 500
+    max_tokens: int = 150
+    text_encoder: typing.Optional[str] = None  # None: the installed all-MiniLM-L6-v2
+    shard_size: int = 256
+
+
+@dataclasses.dataclass
+class ModelConfig:
+    """Hyper-parameters of `smcn_tf.model.SMCNModel`."""
+
+    variant: str = "smcn"
+    hidden_units: int = 128
+    attention_units: typing.Optional[int] = None
+    head_units: int = 128
+    head_activation: str = "relu"
+    first_fusion: str = "add"
+    second_fusion: str = "add"
+    stop_gradient_target: bool = True
+    dropout: float = 0.0
+
+
+@dataclasses.dataclass
+class TrainingConfig:
+    """Optimiser and schedule (the paper: Adam 1e-4, batch 32, 2500 steps)."""
+
+    learning_rate: float = 1e-4
+    batch_size: int = 32
+    steps: int = 2500
+    steps_per_epoch: int = 100  # how often logs and checkpoints are written
+    shuffle_buffer: int = 2048
+    seed: int = 1
+
+
+@dataclasses.dataclass
+class EvaluationConfig:
+    """Which groups are held out.
+
+    `protocol: loso` runs one fold per entry of `folds`, each holding out that
+    group (an IEMOCAP session) and training on the rest. `protocol: split`
+    trains on `train_groups` and tests on `test_groups` (MELD's official split).
+    """
+
+    protocol: str = "loso"
+    folds: typing.List[str] = dataclasses.field(
+        default_factory=lambda: [f"Session{index}" for index in range(1, 6)]
+    )
+    train_groups: typing.List[str] = dataclasses.field(default_factory=list)
+    test_groups: typing.List[str] = dataclasses.field(default_factory=list)
+
+
+@dataclasses.dataclass
+class Config:
+    """A whole experiment."""
+
+    features: FeaturesConfig = dataclasses.field(default_factory=FeaturesConfig)
+    model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
+    training: TrainingConfig = dataclasses.field(default_factory=TrainingConfig)
+    evaluation: EvaluationConfig = dataclasses.field(default_factory=EvaluationConfig)
+
+    def to_dict(self):
+        return dataclasses.asdict(self)
+
+
+_SECTIONS = {
+    "features": FeaturesConfig,
+    "model": ModelConfig,
+    "training": TrainingConfig,
+    "evaluation": EvaluationConfig,
+}
+
+
+def _coerce(value, annotation, where):
+    """Check a YAML value against a dataclass field type."""
+    origin = typing.get_origin(annotation)
+    if origin is typing.Union:  # Optional[X]
+        if value is None:
+            return None
+        (inner,) = [arg for arg in typing.get_args(annotation) if arg is not type(None)]
+        return _coerce(value, inner, where)
+    if origin in (list, typing.List):
+        if not isinstance(value, (list, tuple)):
+            raise ValueError(f"{where}: expected a list, got {value!r}.")
+        (inner,) = typing.get_args(annotation)
+        return [_coerce(item, inner, where) for item in value]
+    if annotation is bool:
+        if not isinstance(value, bool):
+            raise ValueError(f"{where}: expected true or false, got {value!r}.")
+        return value
+    if annotation is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ValueError(f"{where}: expected an integer, got {value!r}.")
+        return value
+    if annotation is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ValueError(f"{where}: expected a number, got {value!r}.")
+        return float(value)
+    if annotation is str:
+        if not isinstance(value, str):
+            raise ValueError(f"{where}: expected a string, got {value!r}.")
+        return value
+    return value
+
+
+def _section_from_dict(section_class, values, where):
+    if values is None:
+        values = {}
+    if not isinstance(values, dict):
+        raise ValueError(f"{where}: expected a mapping, got {values!r}.")
+    hints = typing.get_type_hints(section_class)
+    known = {field.name for field in dataclasses.fields(section_class)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ValueError(
+            f"{where}: unknown key(s) {unknown}; known keys are {sorted(known)}."
+        )
+    return section_class(
+        **{
+            key: _coerce(value, hints[key], f"{where}.{key}")
+            for key, value in values.items()
+        }
+    )
+
+
+def config_from_dict(values, source="<config>"):
+    """Build and validate a `Config` from a plain dict.
+
+    Args:
+        values: a mapping with any of the sections `features`, `model`,
+            `training`, `evaluation`.
+        source: the file name used in error messages.
+
+    Returns:
+        A `Config`.
+    """
+    if values is None:
+        values = {}
+    if not isinstance(values, dict):
+        raise ValueError(f"{source}: the top level must be a mapping of sections.")
+    unknown = sorted(set(values) - set(_SECTIONS))
+    if unknown:
+        raise ValueError(
+            f"{source}: unknown section(s) {unknown}; known sections are "
+            f"{sorted(_SECTIONS)}."
+        )
+    config = Config(
+        **{
+            name: _section_from_dict(section_class, values.get(name), f"{source}: {name}")
+            for name, section_class in _SECTIONS.items()
+        }
+    )
+    validate_config(config, source)
+    return config
+
+
+def validate_config(config, source="<config>"):
+    """Range checks that the types alone cannot express."""
+    from smcn_tf.model import VARIANTS  # late: keeps config import light
+
+    checks = [
+        ("features.pooling", config.features.pooling >= 1),
+        ("features.max_frames", config.features.max_frames >= 1),
+        ("features.max_tokens", config.features.max_tokens >= 3),
+        ("features.shard_size", config.features.shard_size >= 1),
+        ("features.sample_rate", config.features.sample_rate > 0),
+        ("model.hidden_units", config.model.hidden_units >= 1),
+        ("model.head_units", config.model.head_units >= 1),
+        ("model.dropout", 0.0 <= config.model.dropout < 1.0),
+        ("training.learning_rate", config.training.learning_rate > 0),
+        ("training.batch_size", config.training.batch_size >= 1),
+        ("training.steps", config.training.steps >= 1),
+        ("training.steps_per_epoch", config.training.steps_per_epoch >= 1),
+        ("training.shuffle_buffer", config.training.shuffle_buffer >= 1),
+    ]
+    for field, ok in checks:
+        if not ok:
+            raise ValueError(f"{source}: {field} is out of range.")
+    if config.model.variant not in VARIANTS:
+        raise ValueError(
+            f"{source}: model.variant {config.model.variant!r} is not one of "
+            f"{sorted(VARIANTS)}."
+        )
+    if config.evaluation.protocol not in ("loso", "split"):
+        raise ValueError(
+            f"{source}: evaluation.protocol must be 'loso' or 'split', got "
+            f"{config.evaluation.protocol!r}."
+        )
+    if config.evaluation.protocol == "loso" and not config.evaluation.folds:
+        raise ValueError(f"{source}: evaluation.folds is empty.")
+    if config.evaluation.protocol == "split" and not (
+        config.evaluation.train_groups and config.evaluation.test_groups
+    ):
+        raise ValueError(
+            f"{source}: the split protocol needs evaluation.train_groups and "
+            "evaluation.test_groups."
+        )
+
+
+def _apply_override(values, override):
+    """Apply one `section.key=value` override (the value is parsed as YAML)."""
+    if "=" not in override:
+        raise ValueError(f"Override {override!r} must look like section.key=value.")
+    path, raw = override.split("=", 1)
+    parts = path.strip().split(".")
+    if len(parts) != 2:
+        raise ValueError(f"Override {override!r} must look like section.key=value.")
+    section, key = parts
+    values.setdefault(section, {})
+    if values[section] is None:
+        values[section] = {}
+    values[section][key] = yaml.safe_load(raw)
+
+
+def load_config(path=None, overrides=()):
+    """Read a YAML preset, apply `section.key=value` overrides, and validate.
+
+    Args:
+        path: a YAML file, or None for the built-in defaults (the paper's
+            IEMOCAP settings).
+        overrides: strings such as `"training.steps=100"`.
+
+    Returns:
+        A `Config`.
+    """
+    values = {}
+    source = "<defaults>"
+    if path is not None:
+        source = os.fspath(path)
+        if not os.path.isfile(source):
+            raise ValueError(f"Config file {source} does not exist.")
+        with open(source, encoding="utf-8") as handle:
+            try:
+                values = yaml.safe_load(handle) or {}
+            except yaml.YAMLError as error:
+                raise ValueError(f"{source}: not valid YAML: {error}") from error
+    for override in overrides or ():
+        _apply_override(values, override)
+    return config_from_dict(values, source)

@@ -1,0 +1,1 @@
+"""Corpus parsers, the demo corpus, TFRecord shards and the tf.data pipeline."""

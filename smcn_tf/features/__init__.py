@@ -1,0 +1,1 @@
+"""Feature extraction: log-Mel audio frames and frozen BERT token vectors."""

@@ -1,0 +1,231 @@
+"""Emotion recognition metrics: UA, WA, weighted F1 and the confusion matrix.
+
+- UA (unweighted accuracy): the mean of the per-class recalls, so each class
+  counts the same however rare it is (IEMOCAP).
+- WA (weighted accuracy): plain accuracy, each utterance counts the same.
+- Weighted F1: per-class F1 weighted by each class' true count (MELD).
+
+Each is a numpy function over a confusion matrix and a Keras metric that
+accumulates one over batches of `(int labels [batch], probabilities [batch, classes])`.
+"""
+
+import keras
+import numpy as np
+from keras import ops
+
+
+def confusion_matrix(labels, predictions, num_classes):
+    """Counts of (true class, predicted class).
+
+    Args:
+        labels: int class ids `[n]`.
+        predictions: int class ids `[n]`.
+        num_classes: number of classes.
+
+    Returns:
+        int64 array `[num_classes, num_classes]`; rows are true classes.
+    """
+    labels = np.asarray(labels, dtype=np.int64).reshape(-1)
+    predictions = np.asarray(predictions, dtype=np.int64).reshape(-1)
+    if labels.shape != predictions.shape:
+        raise ValueError(
+            f"labels and predictions differ in length: {labels.size} vs {predictions.size}."
+        )
+    for name, values in (("labels", labels), ("predictions", predictions)):
+        if values.size and (values.min() < 0 or values.max() >= num_classes):
+            raise ValueError(
+                f"{name} must be class ids in [0, {num_classes}); "
+                f"got values in [{values.min()}, {values.max()}]."
+            )
+    matrix = np.zeros((num_classes, num_classes), dtype=np.int64)
+    np.add.at(matrix, (labels, predictions), 1)
+    return matrix
+
+
+def _safe_divide(numerator, denominator):
+    numerator = np.asarray(numerator, dtype=np.float64)
+    denominator = np.asarray(denominator, dtype=np.float64)
+    return np.divide(
+        numerator, denominator, out=np.zeros_like(numerator), where=denominator > 0
+    )
+
+
+def per_class_recall(matrix):
+    """Recall of each class; a class with no true item gets 0."""
+    matrix = np.asarray(matrix)
+    return _safe_divide(np.diag(matrix), matrix.sum(axis=1))
+
+
+def unweighted_accuracy(matrix):
+    """UA: mean per-class recall over the classes present in the labels."""
+    matrix = np.asarray(matrix)
+    present = matrix.sum(axis=1) > 0
+    if not present.any():
+        return 0.0
+    return float(per_class_recall(matrix)[present].mean())
+
+
+def weighted_accuracy(matrix):
+    """WA: overall accuracy."""
+    matrix = np.asarray(matrix)
+    total = matrix.sum()
+    return float(np.trace(matrix) / total) if total else 0.0
+
+
+def per_class_f1(matrix):
+    """F1 of each class; 0 where precision and recall are both 0."""
+    matrix = np.asarray(matrix)
+    true_positive = np.diag(matrix).astype(np.float64)
+    precision = _safe_divide(true_positive, matrix.sum(axis=0))
+    recall = _safe_divide(true_positive, matrix.sum(axis=1))
+    return _safe_divide(2 * precision * recall, precision + recall)
+
+
+def weighted_f1(matrix):
+    """F1 per class, averaged with the classes' true counts as weights."""
+    matrix = np.asarray(matrix)
+    support = matrix.sum(axis=1).astype(np.float64)
+    if support.sum() == 0:
+        return 0.0
+    return float((per_class_f1(matrix) * support).sum() / support.sum())
+
+
+def classification_report(matrix, class_names):
+    """Per-class precision, recall, F1 and support, plus the summary scores.
+
+    Args:
+        matrix: a confusion matrix (rows are true classes).
+        class_names: the names of the classes, in id order.
+
+    Returns:
+        A JSON-ready dict.
+    """
+    matrix = np.asarray(matrix)
+    if len(class_names) != matrix.shape[0]:
+        raise ValueError(
+            f"{len(class_names)} class names for a {matrix.shape[0]}-class matrix."
+        )
+    true_positive = np.diag(matrix).astype(np.float64)
+    precision = _safe_divide(true_positive, matrix.sum(axis=0))
+    recall = per_class_recall(matrix)
+    f1 = per_class_f1(matrix)
+    return {
+        "classes": {
+            name: {
+                "precision": float(precision[index]),
+                "recall": float(recall[index]),
+                "f1": float(f1[index]),
+                "support": int(matrix[index].sum()),
+            }
+            for index, name in enumerate(class_names)
+        },
+        "unweighted_accuracy": unweighted_accuracy(matrix),
+        "weighted_accuracy": weighted_accuracy(matrix),
+        "weighted_f1": weighted_f1(matrix),
+        "confusion_matrix": matrix.tolist(),
+        "class_names": list(class_names),
+    }
+
+
+class ConfusionMatrixMetric(keras.metrics.Metric):
+    """Base of the metrics here: accumulates a confusion matrix over batches.
+
+    Args:
+        num_classes: number of classes.
+        name: metric name.
+
+    Call arguments (`update_state`):
+        y_true: int class ids `[batch]` (or `[batch, 1]`).
+        y_pred: class scores `[batch, classes]`; the arg-max is the prediction.
+        sample_weight: optional `[batch]`; weights the counts.
+    """
+
+    def __init__(self, num_classes, name=None, dtype="float32", **kwargs):
+        super().__init__(name=name, dtype=dtype, **kwargs)
+        if int(num_classes) < 2:
+            raise ValueError(f"`num_classes` must be at least 2, got {num_classes}.")
+        self.num_classes = int(num_classes)
+        self.matrix = self.add_variable(
+            shape=(self.num_classes, self.num_classes),
+            initializer="zeros",
+            dtype=self.dtype,
+            name="confusion_matrix",
+        )
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        labels = ops.cast(ops.reshape(y_true, (-1,)), "int32")
+        predictions = ops.cast(ops.argmax(y_pred, axis=-1), "int32")
+        predictions = ops.reshape(predictions, (-1,))
+        if sample_weight is None:
+            weights = ops.ones_like(labels, dtype=self.dtype)
+        else:
+            weights = ops.cast(ops.reshape(sample_weight, (-1,)), self.dtype)
+        cells = labels * self.num_classes + predictions
+        counts = ops.segment_sum(
+            weights, cells, num_segments=self.num_classes * self.num_classes
+        )
+        self.matrix.assign_add(
+            ops.reshape(counts, (self.num_classes, self.num_classes))
+        )
+
+    def reset_state(self):
+        self.matrix.assign(ops.zeros_like(self.matrix))
+
+    def _recall_and_precision(self):
+        true_positive = ops.diagonal(self.matrix)
+        support = ops.sum(self.matrix, axis=1)
+        predicted = ops.sum(self.matrix, axis=0)
+        recall = ops.divide_no_nan(true_positive, support)
+        precision = ops.divide_no_nan(true_positive, predicted)
+        return recall, precision, support
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"num_classes": self.num_classes})
+        return config
+
+
+@keras.saving.register_keras_serializable(package="smcn_tf")
+class UnweightedAccuracy(ConfusionMatrixMetric):
+    """UA: mean recall over the classes seen in the labels so far."""
+
+    def __init__(self, num_classes, name="unweighted_accuracy", **kwargs):
+        super().__init__(num_classes, name=name, **kwargs)
+
+    def result(self):
+        recall, _, support = self._recall_and_precision()
+        present = ops.cast(support > 0, self.dtype)
+        return ops.divide_no_nan(ops.sum(recall * present), ops.sum(present))
+
+
+@keras.saving.register_keras_serializable(package="smcn_tf")
+class WeightedAccuracy(ConfusionMatrixMetric):
+    """WA: accuracy over all utterances."""
+
+    def __init__(self, num_classes, name="weighted_accuracy", **kwargs):
+        super().__init__(num_classes, name=name, **kwargs)
+
+    def result(self):
+        return ops.divide_no_nan(ops.trace(self.matrix), ops.sum(self.matrix))
+
+
+@keras.saving.register_keras_serializable(package="smcn_tf")
+class WeightedF1(ConfusionMatrixMetric):
+    """F1 per class, weighted by each class' true count."""
+
+    def __init__(self, num_classes, name="weighted_f1", **kwargs):
+        super().__init__(num_classes, name=name, **kwargs)
+
+    def result(self):
+        recall, precision, support = self._recall_and_precision()
+        f1 = ops.divide_no_nan(2 * precision * recall, precision + recall)
+        return ops.divide_no_nan(ops.sum(f1 * support), ops.sum(support))
+
+
+def emotion_metrics(num_classes):
+    """The three metrics, ready for `model.compile(metrics=...)`."""
+    return [
+        UnweightedAccuracy(num_classes),
+        WeightedAccuracy(num_classes),
+        WeightedF1(num_classes),
+    ]

@@ -1,0 +1,416 @@
+"""The SMCN functional graph (paper section 2) and every Table 3 variant, from one builder.
+
+Inputs (every variant takes all four; unimodal ones ignore the other modality):
+    audio_features  float32 [batch, frames, audio_dim]   (78 log-Mel + deltas)
+    audio_length    int32   [batch]
+    text_features   float32 [batch, tokens, text_dim]    (frozen BERT vectors)
+    text_length     int32   [batch]
+
+Outputs (a dict; a variant returns the keys it has):
+    probabilities              [batch, classes]   the variant's prediction
+    audio_probabilities        [batch, classes]   unimodal head p^a (eq. 7)
+    text_probabilities         [batch, classes]   unimodal head p^t
+    audio_semantic / text_semantic         F^i   (eq. 3)
+    audio_calibration / text_calibration   Fc^i  (eq. 10)
+    audio_attention / text_attention  [batch, time]  weights of the attention
+        that feeds the final head (I1' for SMCN), to explain a prediction.
+
+The loss is eq. 17, computed in `SMCNModel.compute_loss`, and each term is
+logged on its own (`emotion_loss`, `audio_loss`, `text_loss`,
+`audio_calibration_loss`, `text_calibration_loss`).
+"""
+
+import dataclasses
+
+import keras
+from keras import ops
+
+from smcn_tf.layers import AttentionPooling, Fusion, LengthMask
+
+MODALITIES = ("audio", "text")
+
+
+@dataclasses.dataclass(frozen=True)
+class Variant:
+    """Which parts of SMCN a Table 3 row keeps.
+
+    Args:
+        modalities: the modalities the variant reads.
+        calibration: whether the inter-modal calibration branch (H1, Fc,
+            Loss_ij) exists.
+        unimodal_heads: whether each modality has its own classifier and
+            cross-entropy (eq. 7-8).
+        final_features: per modality, which utterance-level features are
+            fused by Φ2 into I2 for the final head (eq. 14-15):
+            `"semantic"` F^i, `"calibration"` Fc^i, `"interaction"` I1'^i.
+            Empty for the unimodal variants, whose unimodal head is the output.
+    """
+
+    modalities: tuple
+    calibration: bool
+    unimodal_heads: bool
+    final_features: tuple
+
+
+BOTH = ("audio", "text")
+VARIANTS = {
+    # Unimodal: BiGRU + attention + two dense layers.
+    "audio": Variant(("audio",), False, True, ()),
+    "text": Variant(("text",), False, True, ()),
+    # Late fusion of F^a and F^t, no calibration and no unimodal losses.
+    "cat": Variant(BOTH, False, False, ("semantic",)),
+    # The SMCN framework, with the final head reading one kind of feature.
+    "intra": Variant(BOTH, True, True, ("semantic",)),
+    "inter": Variant(BOTH, True, True, ("calibration",)),
+    "first_interaction": Variant(BOTH, True, True, ("interaction",)),
+    "second_interaction": Variant(BOTH, True, True, ("semantic", "calibration")),
+    "smcn": Variant(BOTH, True, True, ("interaction", "semantic", "calibration")),
+}
+
+LOSS_TERMS = (
+    "emotion_loss",
+    "audio_loss",
+    "text_loss",
+    "audio_calibration_loss",
+    "text_calibration_loss",
+)
+
+
+def _other(modality):
+    return "text" if modality == "audio" else "audio"
+
+
+def _make_fusion(spec, name):
+    """A fresh Φ layer from a method name or a layer to copy (never shared)."""
+    if isinstance(spec, str):
+        return Fusion(spec, name=name)
+    if isinstance(spec, dict):
+        spec = keras.saving.deserialize_keras_object(spec)
+    if isinstance(spec, keras.layers.Layer):
+        config = spec.get_config()
+        config["name"] = name
+        return spec.__class__.from_config(config)
+    raise ValueError(
+        f"A fusion function must be one of {Fusion.METHODS} or a Keras layer; "
+        f"got {spec!r}."
+    )
+
+
+def _serialize_fusion(spec):
+    if isinstance(spec, keras.layers.Layer):
+        return keras.saving.serialize_keras_object(spec)
+    return spec
+
+
+@keras.saving.register_keras_serializable(package="smcn_tf")
+class SMCNModel(keras.Model):
+    """Self-guided Modality Calibration Network (Hou et al., ICASSP 2022).
+
+    A functional model whose config is its hyper-parameters, so that
+    `from_config` rebuilds the same graph. Build it with `build_smcn`.
+
+    Masking: `audio_length` / `text_length` mask both BiGRUs (the states stop
+    at the last valid step in both directions) and every attention pooling,
+    so extra padding never changes an output.
+
+    Args:
+        variant: a key of `VARIANTS` (`"smcn"` is the full model).
+        num_classes: number of emotion classes.
+        audio_dim: size of an audio frame (78 in the paper).
+        text_dim: size of a token vector (768 for BERT-base, 384 for MiniLM).
+        hidden_units: GRU units per direction (`hd`, 128 in the paper).
+        attention_units: size of `W` in eq. 4; defaults to `2 * hidden_units`.
+        head_units: hidden size of the two-layer unimodal heads (eq. 7).
+        head_activation: activation between the two unimodal head layers.
+        first_fusion: Φ1 (eq. 12): a `Fusion` method name or a Keras layer.
+        second_fusion: Φ2 (eq. 14): likewise.
+        stop_gradient_target: if True (default), the calibration target F^j of
+            Loss_ij is held fixed, so the MSE trains only the calibration
+            branch and unimodal learning is not disturbed.
+        dropout: dropout rate on the utterance-level features before each head.
+        use_cudnn: passed to the GRUs (`"auto"`, True or False). Export builds
+            with False so a served graph never carries cuDNN-only ops.
+        class_names: optional names of the classes, kept for export.
+    """
+
+    def __init__(
+        self,
+        variant="smcn",
+        num_classes=4,
+        audio_dim=78,
+        text_dim=768,
+        hidden_units=128,
+        attention_units=None,
+        head_units=128,
+        head_activation="relu",
+        first_fusion="add",
+        second_fusion="add",
+        stop_gradient_target=True,
+        dropout=0.0,
+        use_cudnn="auto",
+        class_names=None,
+        **kwargs,
+    ):
+        if variant not in VARIANTS:
+            raise ValueError(
+                f"Unknown variant {variant!r}; expected one of {sorted(VARIANTS)}."
+            )
+        for field, value in (
+            ("num_classes", num_classes),
+            ("audio_dim", audio_dim),
+            ("text_dim", text_dim),
+            ("hidden_units", hidden_units),
+            ("head_units", head_units),
+        ):
+            if int(value) < 1:
+                raise ValueError(f"`{field}` must be a positive integer, got {value}.")
+        if not 0.0 <= float(dropout) < 1.0:
+            raise ValueError(f"`dropout` must be in [0, 1), got {dropout}.")
+        if class_names is not None:
+            class_names = [str(name) for name in class_names]
+            if len(class_names) != num_classes:
+                raise ValueError(
+                    f"`class_names` has {len(class_names)} names but "
+                    f"`num_classes` is {num_classes}."
+                )
+        spec = VARIANTS[variant]
+        attention_units = attention_units or 2 * hidden_units
+        dims = {"audio": audio_dim, "text": text_dim}
+
+        inputs, semantic, calibration, interaction = {}, {}, {}, {}
+        attention = {}
+        outputs = {}
+        # Every variant takes all four inputs, so one dataset or signature
+        # feeds any of them; a unimodal variant ignores the other modality.
+        for modality in MODALITIES:
+            inputs[f"{modality}_features"] = keras.Input(
+                (None, dims[modality]), name=f"{modality}_features"
+            )
+            inputs[f"{modality}_length"] = keras.Input(
+                (), dtype="int32", name=f"{modality}_length"
+            )
+        for modality in spec.modalities:
+            features = inputs[f"{modality}_features"]
+            length = inputs[f"{modality}_length"]
+            mask = LengthMask(name=f"{modality}_mask")((features, length))
+
+            def bigru(branch):
+                return keras.layers.Bidirectional(
+                    keras.layers.GRU(
+                        hidden_units, return_sequences=True, use_cudnn=use_cudnn
+                    ),
+                    name=f"{modality}_{branch}_gru",
+                )(features, mask=mask)
+
+            # Intra-modal feature learning, eq. 1-3.
+            hidden = bigru("intra")
+            semantic[modality], semantic_weights = AttentionPooling(
+                attention_units, name=f"{modality}_intra_attention"
+            )(hidden, mask=mask)
+            attention[(modality, "semantic")] = semantic_weights
+            if spec.calibration:
+                # Inter-modal calibration learning, eq. 9-10.
+                hidden_calibration = bigru("calibration")
+                calibration[modality], calibration_weights = AttentionPooling(
+                    attention_units, name=f"{modality}_calibration_attention"
+                )(hidden_calibration, mask=mask)
+                attention[(modality, "calibration")] = calibration_weights
+                outputs[f"{modality}_calibration"] = calibration[modality]
+                if "interaction" in spec.final_features:
+                    # Indirect interaction, first (temporal) scale, eq. 12-13.
+                    first = _make_fusion(first_fusion, f"{modality}_first_fusion")(
+                        [hidden, hidden_calibration]
+                    )
+                    interaction[modality], interaction_weights = AttentionPooling(
+                        attention_units, name=f"{modality}_interaction_attention"
+                    )(first, mask=mask)
+                    attention[(modality, "interaction")] = interaction_weights
+            outputs[f"{modality}_semantic"] = semantic[modality]
+            if spec.unimodal_heads:
+                head = semantic[modality]
+                if dropout:
+                    head = keras.layers.Dropout(dropout, name=f"{modality}_dropout")(head)
+                head = keras.layers.Dense(
+                    head_units, activation=head_activation, name=f"{modality}_head_hidden"
+                )(head)
+                outputs[f"{modality}_probabilities"] = keras.layers.Dense(
+                    num_classes, activation="softmax", name=f"{modality}_head"
+                )(head)
+
+        if spec.final_features:
+            available = {
+                "semantic": semantic,
+                "calibration": calibration,
+                "interaction": interaction,
+            }
+            fused = []
+            for modality in spec.modalities:
+                parts = [available[kind][modality] for kind in spec.final_features]
+                if len(parts) == 1:
+                    fused.append(parts[0])
+                else:
+                    # Second interaction at utterance level, eq. 14.
+                    fused.append(
+                        _make_fusion(second_fusion, f"{modality}_second_fusion")(parts)
+                    )
+            joint = keras.layers.Concatenate(name="joint_features")(fused)
+            if dropout:
+                joint = keras.layers.Dropout(dropout, name="joint_dropout")(joint)
+            outputs["probabilities"] = keras.layers.Dense(
+                num_classes, activation="softmax", name="emotion_head"
+            )(joint)
+            explained = spec.final_features[0]
+        else:
+            only = spec.modalities[0]
+            outputs["probabilities"] = outputs.pop(f"{only}_probabilities")
+            explained = "semantic"
+        for modality in spec.modalities:
+            outputs[f"{modality}_attention"] = attention[(modality, explained)]
+
+        super().__init__(inputs=inputs, outputs=outputs, **kwargs)
+
+        self.variant = variant
+        self.num_classes = num_classes
+        self.audio_dim = audio_dim
+        self.text_dim = text_dim
+        self.hidden_units = hidden_units
+        self.attention_units = attention_units
+        self.head_units = head_units
+        self.head_activation = head_activation
+        self.first_fusion = first_fusion
+        self.second_fusion = second_fusion
+        self.stop_gradient_target = stop_gradient_target
+        self.dropout = dropout
+        self.use_cudnn = use_cudnn
+        self.class_names = class_names
+        self.modalities = spec.modalities
+        self.loss_terms = self._active_loss_terms(spec)
+        # One Mean per loss term, so fit/evaluate/TensorBoard show each term.
+        self.loss_term_trackers = [
+            keras.metrics.Mean(name=term) for term in self.loss_terms
+        ]
+        self._cross_entropy = keras.losses.SparseCategoricalCrossentropy()
+
+    @staticmethod
+    def _active_loss_terms(spec):
+        terms = []
+        if spec.final_features:
+            terms.append("emotion_loss")
+        if spec.unimodal_heads:
+            terms.extend(f"{modality}_loss" for modality in spec.modalities)
+        if spec.calibration:
+            terms.extend(f"{modality}_calibration_loss" for modality in spec.modalities)
+        return tuple(terms)
+
+    def loss_components(self, y, y_pred, sample_weight=None):
+        """The terms of eq. 17 for a batch.
+
+        Args:
+            y: int class ids `[batch]`.
+            y_pred: the model's output dict.
+            sample_weight: optional `[batch]` weights (e.g. class weights).
+
+        Returns:
+            A dict from term name (see `LOSS_TERMS`) to a scalar tensor.
+        """
+        terms = {}
+        for term in self.loss_terms:
+            if term == "emotion_loss":
+                probabilities = y_pred["probabilities"]
+            elif term.endswith("_calibration_loss"):
+                modality = term[: -len("_calibration_loss")]
+                # Loss_ij = MSE(F^j, Fc^i): Fc of modality i learns F of the other.
+                target = y_pred[f"{_other(modality)}_semantic"]
+                if self.stop_gradient_target:
+                    target = ops.stop_gradient(target)
+                error = ops.mean(
+                    ops.square(target - y_pred[f"{modality}_calibration"]), axis=-1
+                )
+                if sample_weight is not None:
+                    weights = ops.cast(ops.reshape(sample_weight, (-1,)), error.dtype)
+                    terms[term] = ops.sum(error * weights) / ops.maximum(
+                        ops.sum(weights), 1e-12
+                    )
+                else:
+                    terms[term] = ops.mean(error)
+                continue
+            else:
+                modality = term[: -len("_loss")]
+                key = (
+                    "probabilities"
+                    if len(self.modalities) == 1
+                    else f"{modality}_probabilities"
+                )
+                probabilities = y_pred[key]
+            terms[term] = self._cross_entropy(y, probabilities, sample_weight)
+        return terms
+
+    def compute_loss(
+        self, x=None, y=None, y_pred=None, sample_weight=None, training=True
+    ):
+        """Eq. 17: Loss_p + sum over modalities of (Loss_i + Loss_ij)."""
+        terms = self.loss_components(y, y_pred, sample_weight)
+        for tracker in self.loss_term_trackers:
+            tracker.update_state(terms[tracker.name])
+        total = ops.sum(ops.stack([terms[term] for term in self.loss_terms]))
+        for loss in self.losses:  # regularizers, if a user adds any
+            total = total + loss
+        return total
+
+    def compute_metrics(self, x, y, y_pred, sample_weight=None):
+        # Compiled metrics score the final prediction only.
+        return super().compute_metrics(x, y, y_pred["probabilities"], sample_weight)
+
+    def get_config(self):
+        # Like keras-hub backbones: the config is the hyper-parameters.
+        return {
+            "name": self.name,
+            "trainable": self.trainable,
+            "variant": self.variant,
+            "num_classes": self.num_classes,
+            "audio_dim": self.audio_dim,
+            "text_dim": self.text_dim,
+            "hidden_units": self.hidden_units,
+            "attention_units": self.attention_units,
+            "head_units": self.head_units,
+            "head_activation": self.head_activation,
+            "first_fusion": _serialize_fusion(self.first_fusion),
+            "second_fusion": _serialize_fusion(self.second_fusion),
+            "stop_gradient_target": self.stop_gradient_target,
+            "dropout": self.dropout,
+            "use_cudnn": self.use_cudnn,
+            "class_names": self.class_names,
+        }
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
+
+
+def build_smcn(variant="smcn", **kwargs):
+    """Build SMCN or one of its Table 3 ablations.
+
+    Args:
+        variant: `"smcn"` (default) or one of `"audio"`, `"text"`, `"cat"`,
+            `"intra"`, `"inter"`, `"first_interaction"`,
+            `"second_interaction"`.
+        **kwargs: hyper-parameters of `SMCNModel`.
+
+    Returns:
+        An uncompiled `SMCNModel`.
+
+    Example:
+
+    >>> model = build_smcn(audio_dim=78, text_dim=768, num_classes=4)
+    >>> model.count_params()
+    2163980
+    """
+    return SMCNModel(variant=variant, **kwargs)
+
+
+def model_inputs(variant):
+    """The input names a variant reads, in a stable order."""
+    names = []
+    for modality in VARIANTS[variant].modalities:
+        names += [f"{modality}_features", f"{modality}_length"]
+    return names
