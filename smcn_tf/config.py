@@ -73,6 +73,9 @@ class EvaluationConfig:
     )
     train_groups: typing.List[str] = dataclasses.field(default_factory=list)
     test_groups: typing.List[str] = dataclasses.field(default_factory=list)
+    # After the folds, also train one model on every training group (fold
+    # name "all", nothing held out): the model to export and serve.
+    final_model: bool = False
 
 
 @dataclasses.dataclass

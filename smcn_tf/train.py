@@ -145,6 +145,20 @@ def train_fold(
     training_seconds = time.time() - started
     model.save(os.path.join(fold_dir, "model.keras"))
 
+    results = {
+        "fold": fold,
+        "variant": config.model.variant,
+        "train_groups": list(train_groups),
+        "test_groups": list(test_groups),
+        "steps": epochs * steps_per_epoch,
+        "training_seconds": round(training_seconds, 2),
+        "final_training_logs": {
+            name: float(values[-1]) for name, values in history.history.items()
+        },
+    }
+    if not test_groups:  # the final model: nothing held out, nothing to score
+        write_json_atomic(results_path, results)
+        return results
     test_dataset = pipeline.make_dataset(
         records_dir,
         groups=test_groups,
@@ -156,17 +170,8 @@ def train_fold(
         predictions["labels"], predictions["predictions"], manifest["class_names"]
     )
     _log_test_scores(os.path.join(run_dir, "tensorboard", fold), scores, epochs)
-    results = {
-        "fold": fold,
-        "variant": config.model.variant,
-        "train_groups": list(train_groups),
-        "test_groups": list(test_groups),
-        "steps": epochs * steps_per_epoch,
-        "training_seconds": round(training_seconds, 2),
-        "final_training_logs": {
-            name: float(values[-1]) for name, values in history.history.items()
-        },
-        **scores,
+    results.update(scores)
+    results.update({
         "predictions": [
             {"utterance_id": utterance_id, "label": int(label), "prediction": int(pred)}
             for utterance_id, label, pred in zip(
@@ -175,7 +180,7 @@ def train_fold(
                 predictions["predictions"],
             )
         ],
-    }
+    })
     write_json_atomic(results_path, results)
     return results
 
@@ -230,5 +235,10 @@ def run_experiment(config, records_dir, run_dir, folds=None, verbose=1, log=prin
     summary = evaluate.summarize_folds(fold_results, manifest["class_names"])
     summary["variant"] = config.model.variant
     summary["records_dir"] = os.path.abspath(records_dir)
+    if config.evaluation.final_model and not folds:
+        train_groups = sorted({group for _, groups, _ in plan for group in groups})
+        log(f"[all] training the final model on {train_groups}")
+        train_fold(config, records_dir, run_dir, "all", train_groups, [], verbose)
+        summary["final_model"] = os.path.join(run_dir, "all", "model.keras")
     write_json_atomic(os.path.join(run_dir, "summary.json"), summary)
     return summary

@@ -1,0 +1,229 @@
+"""The `smcn` command line: demo-data, prepare, train, evaluate, export.
+
+Each subcommand has `--help`. Settings come from a YAML preset (`--config`,
+see `configs/`) and `--set section.key=value` overrides.
+"""
+
+import argparse
+import os
+import sys
+
+# TensorFlow's C++ start-up chatter hides the results; keep errors only.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def _add_config_arguments(parser):
+    parser.add_argument(
+        "--config",
+        help="YAML preset (configs/iemocap.yaml, configs/meld.yaml, configs/demo.yaml).",
+    )
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="SECTION.KEY=VALUE",
+        help="Override one config value, e.g. --set training.steps=100 (repeatable).",
+    )
+
+
+def _load_config(args):
+    from smcn_tf.config import load_config
+
+    return load_config(args.config, args.overrides)
+
+
+def command_demo_data(args):
+    from smcn_tf.data.demo import write_demo_corpus
+
+    root = write_demo_corpus(
+        args.out, seed=args.seed, utterances_per_speaker=args.utterances_per_speaker
+    )
+    print(f"Demo corpus (IEMOCAP release layout) written to {root}")
+    return 0
+
+
+def command_prepare(args):
+    from smcn_tf.prepare import prepare_corpus
+
+    config = _load_config(args)
+    features = config.features
+    report = prepare_corpus(
+        args.corpus,
+        args.data_dir,
+        args.out,
+        pooling=features.pooling,
+        max_frames=features.max_frames,
+        max_tokens=features.max_tokens,
+        text_encoder_dir=args.text_encoder or features.text_encoder,
+        shard_size=features.shard_size,
+        strict=args.strict,
+        progress=not args.quiet,
+    )
+    kept = report.get("kept", report.get("num_examples"))
+    print(f"Prepared features in {args.out} (report: {os.path.join(args.out, 'report.json')})")
+    if kept is not None:
+        print(f"Kept: {kept if not isinstance(kept, dict) else kept.get('total', kept)}")
+    return 0
+
+
+def command_train(args):
+    from smcn_tf.evaluate import format_summary
+    from smcn_tf.train import run_experiment
+
+    config = _load_config(args)
+    summary = run_experiment(
+        config,
+        args.data,
+        args.run_dir,
+        folds=args.fold or None,
+        verbose=args.verbose,
+    )
+    print()
+    print(f"{config.model.variant} on {args.data}")
+    print(format_summary(summary))
+    print()
+    print(f"Results:     {os.path.join(args.run_dir, 'summary.json')}")
+    print(f"TensorBoard: tensorboard --logdir {os.path.join(args.run_dir, 'tensorboard')}")
+    return 0
+
+
+def command_evaluate(args):
+    import keras
+
+    from smcn_tf.data import pipeline, records
+    from smcn_tf.evaluate import (
+        format_summary,
+        predict_dataset,
+        score_predictions,
+        summarize_folds,
+    )
+    from smcn_tf.io_utils import read_json
+
+    manifest = records.read_manifest(args.data)
+    fold_results = {}
+    folds = args.fold or sorted(
+        name
+        for name in os.listdir(args.run_dir)
+        if os.path.isfile(os.path.join(args.run_dir, name, "model.keras"))
+    )
+    if not folds:
+        raise ValueError(f"No trained fold (<fold>/model.keras) under {args.run_dir}.")
+    for fold in folds:
+        fold_dir = os.path.join(args.run_dir, fold)
+        results_path = os.path.join(fold_dir, "results.json")
+        if not os.path.isfile(results_path):
+            raise ValueError(f"{results_path} is missing: was fold {fold} trained?")
+        test_groups = read_json(results_path)["test_groups"]
+        if not test_groups:  # the final model trained on everything
+            continue
+        model = keras.saving.load_model(os.path.join(fold_dir, "model.keras"))
+        dataset = pipeline.make_dataset(
+            args.data, groups=test_groups, batch_size=args.batch_size, include_metadata=True
+        )
+        predictions = predict_dataset(model, dataset)
+        fold_results[fold] = score_predictions(
+            predictions["labels"], predictions["predictions"], manifest["class_names"]
+        )
+    print(format_summary(summarize_folds(fold_results, manifest["class_names"])))
+    return 0
+
+
+def command_export(args):
+    import keras
+
+    from smcn_tf.export import export_model
+
+    model = keras.saving.load_model(args.model)
+    path = export_model(model, args.export_base, args.model_name, args.version)
+    print(f"SavedModel (TF Serving layout) written to {path}")
+    print(f"Inspect it: saved_model_cli show --dir {path} --all")
+    return 0
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(
+        prog="smcn",
+        description="SMCN (ICASSP 2022) speech + text emotion recognition in Keras 3.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    demo = commands.add_parser(
+        "demo-data", help="Write the built-in demo corpus in IEMOCAP's release layout."
+    )
+    demo.add_argument("--out", required=True, help="Directory to write the corpus to.")
+    demo.add_argument("--seed", type=int, default=0, help="Random seed (default 0).")
+    demo.add_argument(
+        "--utterances-per-speaker",
+        type=int,
+        default=24,
+        help="Labelled utterances per speaker (default 24).",
+    )
+    demo.set_defaults(handler=command_demo_data)
+
+    prepare = commands.add_parser(
+        "prepare", help="Parse a corpus and write log-Mel + BERT features as TFRecords."
+    )
+    prepare.add_argument("corpus", choices=["iemocap", "demo"], help="Corpus layout.")
+    prepare.add_argument("--data-dir", required=True, help="Root of the raw corpus.")
+    prepare.add_argument("--out", required=True, help="Directory for shards + manifest.")
+    prepare.add_argument(
+        "--text-encoder",
+        help="Local Hugging Face BERT checkpoint dir (default: installed all-MiniLM-L6-v2).",
+    )
+    prepare.add_argument(
+        "--strict",
+        action="store_true",
+        help="Stop at the first missing wav or transcript instead of skipping it.",
+    )
+    prepare.add_argument("--quiet", action="store_true", help="No progress bar.")
+    _add_config_arguments(prepare)
+    prepare.set_defaults(handler=command_prepare)
+
+    train = commands.add_parser(
+        "train", help="Train and score every fold (LOSO or the official split)."
+    )
+    train.add_argument("--data", required=True, help="Prepared features directory.")
+    train.add_argument("--run-dir", required=True, help="Output directory of the run.")
+    train.add_argument(
+        "--fold", action="append", help="Run only this fold (repeatable)."
+    )
+    train.add_argument("--verbose", type=int, default=2, help="Keras verbosity (0-2).")
+    _add_config_arguments(train)
+    train.set_defaults(handler=command_train)
+
+    evaluate = commands.add_parser(
+        "evaluate", help="Score the trained fold models of a run on their test groups."
+    )
+    evaluate.add_argument("--data", required=True, help="Prepared features directory.")
+    evaluate.add_argument("--run-dir", required=True, help="A run directory of `smcn train`.")
+    evaluate.add_argument("--fold", action="append", help="Only this fold (repeatable).")
+    evaluate.add_argument("--batch-size", type=int, default=32)
+    evaluate.set_defaults(handler=command_evaluate)
+
+    export = commands.add_parser(
+        "export", help="Export a trained model as a TF Serving SavedModel."
+    )
+    export.add_argument("--model", required=True, help="A model.keras written by train.")
+    export.add_argument(
+        "--export-base", required=True, help="Base path: <base>/<model-name>/<version>/."
+    )
+    export.add_argument("--model-name", default="smcn", help="Served model name.")
+    export.add_argument(
+        "--version", type=int, help="Version number (default: newest + 1)."
+    )
+    export.set_defaults(handler=command_export)
+    return parser
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    try:
+        return args.handler(args)
+    except (ValueError, FileNotFoundError) as error:
+        print(f"smcn {args.command}: error: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,60 @@
+"""Tests for the YAML presets and their validation."""
+
+import os
+
+import pytest
+
+from smcn_tf.config import load_config
+
+CONFIGS = os.path.join(os.path.dirname(os.path.dirname(__file__)), "configs")
+
+
+def test_iemocap_preset_carries_the_papers_settings():
+    config = load_config(os.path.join(CONFIGS, "iemocap.yaml"))
+    assert (config.features.pooling, config.features.max_frames) == (5, 500)
+    assert config.features.max_tokens == 150
+    assert config.model.hidden_units == 128 and config.model.variant == "smcn"
+    assert config.model.stop_gradient_target is True
+    assert config.training.learning_rate == pytest.approx(1e-4)
+    assert (config.training.batch_size, config.training.steps) == (32, 2500)
+    assert config.evaluation.folds == [f"Session{i}" for i in range(1, 6)]
+
+
+def test_meld_preset_carries_the_papers_settings():
+    config = load_config(os.path.join(CONFIGS, "meld.yaml"))
+    assert (config.features.pooling, config.features.max_tokens) == (4, 100)
+    assert config.training.steps == 2000
+    assert config.evaluation.protocol == "split"
+
+
+def test_every_preset_loads():
+    for name in os.listdir(CONFIGS):
+        if name.endswith(".yaml"):
+            load_config(os.path.join(CONFIGS, name))
+
+
+def test_overrides_are_parsed_as_yaml():
+    config = load_config(
+        os.path.join(CONFIGS, "iemocap.yaml"),
+        overrides=["training.steps=10", "model.variant=cat", "model.stop_gradient_target=false"],
+    )
+    assert config.training.steps == 10
+    assert config.model.variant == "cat"
+    assert config.model.stop_gradient_target is False
+
+
+def test_errors_name_the_file_and_field(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text("training:\n  stpes: 10\n")
+    with pytest.raises(ValueError, match=r"bad\.yaml: training.*stpes"):
+        load_config(path)
+    path.write_text("training:\n  steps: ten\n")
+    with pytest.raises(ValueError, match=r"bad\.yaml: training\.steps: expected an integer"):
+        load_config(path)
+    path.write_text("model:\n  variant: bigger\n")
+    with pytest.raises(ValueError, match="model.variant"):
+        load_config(path)
+    with pytest.raises(ValueError, match="does not exist"):
+        load_config(tmp_path / "missing.yaml")
+    with pytest.raises(ValueError, match="section.key=value"):
+        load_config(overrides=["steps=3"])
