@@ -1,0 +1,413 @@
+"""Sharded TFRecords of variable-length features, and their JSON manifest.
+
+A prepared corpus is a directory of shards `shard-00000-of-00012.tfrecord`
+holding one `tf.train.Example` per utterance, plus `manifest.json` describing
+them. Each example stores:
+
+- `utterance_id`, `speaker`, `group`: bytes.
+- `label`: int64, the index of the class in the manifest's `class_names`.
+- `audio_features`: float16 bytes, row-major `[audio_frames, audio_dim]`.
+- `audio_frames`, `audio_dim`: int64.
+- `text_features`: float16 bytes, row-major `[text_tokens, text_dim]`.
+- `text_tokens`, `text_dim`: int64.
+
+Features are stored as raw little-endian float16 (half the size of float32,
+and far more precision than log-Mel energies or BERT activations need) and
+come back as float32 from `parse_example`.
+
+Every file is written atomically (a temporary name, then `os.replace`), so a
+crash never leaves a half-written shard or manifest under its final name.
+"""
+
+import os
+
+import numpy as np
+
+from smcn_tf.io_utils import read_json, write_json_atomic
+
+MANIFEST_FILENAME = "manifest.json"
+FORMAT_VERSION = 1
+
+# Manifest key -> the JSON types it may hold.
+_MANIFEST_TYPES = {
+    "format_version": (int,),
+    "corpus": (str,),
+    "class_names": (list,),
+    "audio_dim": (int,),
+    "text_dim": (int,),
+    "text_encoder": (str, type(None)),
+    "pooling": (int, type(None)),
+    "max_frames": (int, type(None)),
+    "max_tokens": (int, type(None)),
+    "shards": (list,),
+    "num_examples": (int,),
+    "groups": (list,),
+    "counts": (dict,),
+}
+REQUIRED_MANIFEST_KEYS = tuple(_MANIFEST_TYPES)
+
+
+def _tf():
+    # TensorFlow is imported on first use so that importing this module (e.g.
+    # for `shard_name` or `read_manifest`) stays cheap.
+    import tensorflow as tf
+
+    return tf
+
+
+def _feature_description():
+    tf = _tf()
+    string = tf.io.FixedLenFeature([], tf.string)
+    integer = tf.io.FixedLenFeature([], tf.int64)
+    return {
+        "utterance_id": string,
+        "speaker": string,
+        "group": string,
+        "label": integer,
+        "audio_features": string,
+        "audio_frames": integer,
+        "audio_dim": integer,
+        "text_features": string,
+        "text_tokens": integer,
+        "text_dim": integer,
+    }
+
+
+def _matrix_to_float16(name, utterance_id, values):
+    values = np.asarray(values)
+    if values.ndim != 2 or values.shape[0] < 1 or values.shape[1] < 1:
+        raise ValueError(
+            f"Utterance {utterance_id!r}: {name} must be a non-empty 2-D array "
+            f"[steps, dim], got shape {values.shape}."
+        )
+    if not np.issubdtype(values.dtype, np.floating) and not np.issubdtype(
+        values.dtype, np.integer
+    ):
+        raise ValueError(
+            f"Utterance {utterance_id!r}: {name} must be numeric, got dtype {values.dtype}."
+        )
+    with np.errstate(over="ignore"):  # Overflow is reported below, with the id.
+        half = np.ascontiguousarray(values, dtype="<f2")
+    # float16 overflows past 65504; catch it here rather than train on inf.
+    if not np.all(np.isfinite(half)):
+        raise ValueError(
+            f"Utterance {utterance_id!r}: {name} has values that are not finite "
+            f"in float16 (NaN, inf, or |x| > 65504)."
+        )
+    return half
+
+
+def serialize_example(utterance_id, speaker, group, label, audio_features, text_features):
+    """Serializes one utterance's features into a `tf.train.Example`.
+
+    Args:
+        utterance_id: the utterance id (`str`).
+        speaker: the speaker id (`str`).
+        group: the fold key, e.g. `"Session1"` (`str`).
+        label: the class index (`int`, >= 0).
+        audio_features: array `[frames, audio_dim]`, stored as float16.
+        text_features: array `[tokens, text_dim]`, stored as float16.
+
+    Returns:
+        The serialized example (`bytes`), deterministic for equal inputs.
+
+    Example:
+
+    >>> data = serialize_example("Ses01F_impro01_F000", "Ses01F", "Session1", 2,
+    ...                          np.zeros((40, 78)), np.zeros((9, 384)))
+    >>> parse_example(data)["audio_features"].shape
+    TensorShape([40, 78])
+    """
+    tf = _tf()
+    for name, value in (("utterance_id", utterance_id), ("speaker", speaker), ("group", group)):
+        if not isinstance(value, str):
+            raise ValueError(f"{name} must be a string, got {type(value).__name__}: {value!r}.")
+    if isinstance(label, bool) or not isinstance(label, (int, np.integer)) or label < 0:
+        raise ValueError(
+            f"Utterance {utterance_id!r}: label must be a class index >= 0, got {label!r}."
+        )
+    audio = _matrix_to_float16("audio_features", utterance_id, audio_features)
+    text = _matrix_to_float16("text_features", utterance_id, text_features)
+
+    def bytes_feature(value):
+        return tf.train.Feature(bytes_list=tf.train.BytesList(value=[value]))
+
+    def int_feature(value):
+        return tf.train.Feature(int64_list=tf.train.Int64List(value=[int(value)]))
+
+    example = tf.train.Example(
+        features=tf.train.Features(
+            feature={
+                "utterance_id": bytes_feature(utterance_id.encode("utf-8")),
+                "speaker": bytes_feature(speaker.encode("utf-8")),
+                "group": bytes_feature(group.encode("utf-8")),
+                "label": int_feature(label),
+                "audio_features": bytes_feature(audio.tobytes()),
+                "audio_frames": int_feature(audio.shape[0]),
+                "audio_dim": int_feature(audio.shape[1]),
+                "text_features": bytes_feature(text.tobytes()),
+                "text_tokens": int_feature(text.shape[0]),
+                "text_dim": int_feature(text.shape[1]),
+            }
+        )
+    )
+    # Deterministic map ordering: re-preparing a corpus gives identical bytes.
+    return example.SerializeToString(deterministic=True)
+
+
+def parse_example(serialized):
+    """Parses one serialized example back into tensors.
+
+    Usable inside `tf.data.Dataset.map`.
+
+    Args:
+        serialized: a scalar `tf.string` tensor (or `bytes`) from
+            `serialize_example`.
+
+    Returns:
+        A dict of tensors: `audio_features` float32 `[frames, audio_dim]`,
+        `text_features` float32 `[tokens, text_dim]`, `audio_length` int32,
+        `text_length` int32, `label` int32, and `group`, `utterance_id`,
+        `speaker` as scalar `tf.string`.
+
+    Example:
+
+    >>> dataset = tf.data.TFRecordDataset(files).map(parse_example)  # doctest: +SKIP
+    """
+    tf = _tf()
+    features = tf.io.parse_single_example(serialized, _feature_description())
+
+    def matrix(name, rows, columns):
+        values = tf.io.decode_raw(features[name], tf.float16, little_endian=True)
+        shape = tf.stack([features[rows], features[columns]])
+        return tf.cast(tf.reshape(values, shape), tf.float32)
+
+    return {
+        "audio_features": matrix("audio_features", "audio_frames", "audio_dim"),
+        "text_features": matrix("text_features", "text_tokens", "text_dim"),
+        "audio_length": tf.cast(features["audio_frames"], tf.int32),
+        "text_length": tf.cast(features["text_tokens"], tf.int32),
+        "label": tf.cast(features["label"], tf.int32),
+        "group": features["group"],
+        "utterance_id": features["utterance_id"],
+        "speaker": features["speaker"],
+    }
+
+
+def _temporary_path(path):
+    return f"{path}.tmp-{os.getpid()}"
+
+
+def _remove_quietly(path):
+    try:
+        os.remove(path)
+    except FileNotFoundError:
+        pass
+
+
+def write_shard(path, serialized_examples):
+    """Writes serialized examples to a TFRecord file, atomically.
+
+    The records go to `path + ".tmp-<pid>"`, which replaces `path` only once
+    complete; on any error (or interruption) the temporary file is removed, so
+    `path` is either absent, the previous file, or the complete new shard.
+
+    Args:
+        path: the shard's final path.
+        serialized_examples: an iterable of `bytes` from `serialize_example`.
+
+    Returns:
+        The number of examples written.
+
+    Example:
+
+    >>> write_shard("out/shard-00000-of-00001.tfrecord", [data])  # doctest: +SKIP
+    1
+    """
+    tf = _tf()
+    path = os.fspath(path)
+    temporary = _temporary_path(path)
+    count = 0
+    try:
+        with tf.io.TFRecordWriter(temporary) as writer:
+            for serialized in serialized_examples:
+                writer.write(serialized)
+                count += 1
+        os.replace(temporary, path)
+    except BaseException:
+        # BaseException: a Ctrl-C mid-shard must not leave the temporary file.
+        _remove_quietly(temporary)
+        raise
+    return count
+
+
+def count_records(path):
+    """Counts the records of a TFRecord file; raises if it is corrupt.
+
+    Args:
+        path: a TFRecord file.
+
+    Returns:
+        The number of records.
+    """
+    tf = _tf()
+    return sum(1 for _ in tf.data.TFRecordDataset(os.fspath(path)))
+
+
+def shard_name(index, num_shards):
+    """Returns the file name of shard `index` out of `num_shards`.
+
+    Args:
+        index: the shard index, `0 <= index < num_shards`.
+        num_shards: the total number of shards.
+
+    Returns:
+        A name like `"shard-00003-of-00012.tfrecord"`.
+
+    Example:
+
+    >>> shard_name(3, 12)
+    'shard-00003-of-00012.tfrecord'
+    """
+    for name, value in (("index", index), ("num_shards", num_shards)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+            raise ValueError(f"{name} must be an integer, got {value!r}.")
+    if num_shards < 1 or not 0 <= index < num_shards:
+        raise ValueError(
+            f"Need 0 <= index < num_shards, got index={index}, num_shards={num_shards}."
+        )
+    return f"shard-{index:05d}-of-{num_shards:05d}.tfrecord"
+
+
+def _manifest_error(path, message):
+    return ValueError(f"{path}: {message}")
+
+
+def validate_manifest(manifest, path=MANIFEST_FILENAME, records_dir=None):
+    """Checks a manifest's keys and types; optionally that its shards exist.
+
+    Args:
+        manifest: the manifest dict.
+        path: the manifest's path, named in error messages.
+        records_dir: if given, every listed shard must exist in it.
+
+    Raises:
+        ValueError: naming the file and the offending field.
+    """
+    if not isinstance(manifest, dict):
+        raise _manifest_error(path, f"expected a JSON object, got {type(manifest).__name__}.")
+    missing = [key for key in REQUIRED_MANIFEST_KEYS if key not in manifest]
+    if missing:
+        raise _manifest_error(path, f"missing required field(s) {missing}.")
+    for key, types in _MANIFEST_TYPES.items():
+        value = manifest[key]
+        if isinstance(value, bool) or not isinstance(value, types):
+            expected = " or ".join("null" if t is type(None) else t.__name__ for t in types)
+            raise _manifest_error(path, f"field {key!r} must be {expected}, got {value!r}.")
+    if manifest["format_version"] != FORMAT_VERSION:
+        raise _manifest_error(
+            path,
+            f"field 'format_version' is {manifest['format_version']}, this version of "
+            f"smcn-tf reads format {FORMAT_VERSION}; prepare the corpus again.",
+        )
+    if not all(isinstance(name, str) for name in manifest["class_names"]):
+        raise _manifest_error(path, "field 'class_names' must be a list of strings.")
+    if not all(isinstance(name, str) for name in manifest["groups"]):
+        raise _manifest_error(path, "field 'groups' must be a list of strings.")
+    total = 0
+    for position, shard in enumerate(manifest["shards"]):
+        field = f"shards[{position}]"
+        if not isinstance(shard, dict) or not isinstance(shard.get("file"), str):
+            raise _manifest_error(path, f"field {field} must be an object with a 'file' string.")
+        count = shard.get("count")
+        if isinstance(count, bool) or not isinstance(count, int) or count < 0:
+            raise _manifest_error(
+                path, f"field {field}.count must be an integer >= 0, got {count!r}."
+            )
+        if os.path.basename(shard["file"]) != shard["file"]:
+            raise _manifest_error(
+                path, f"field {field}.file must be a bare file name, got {shard['file']!r}."
+            )
+        if records_dir is not None:
+            shard_path = os.path.join(records_dir, shard["file"])
+            if not os.path.isfile(shard_path):
+                raise _manifest_error(
+                    path, f"field {field} lists {shard['file']}, but {shard_path} does not exist."
+                )
+        total += count
+    if total != manifest["num_examples"]:
+        raise _manifest_error(
+            path,
+            f"field 'num_examples' is {manifest['num_examples']}, but the shard counts "
+            f"add up to {total}.",
+        )
+    for group, by_class in manifest["counts"].items():
+        if not isinstance(by_class, dict) or not all(
+            isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in by_class.values()
+        ):
+            raise _manifest_error(
+                path, f"field counts[{group!r}] must map class names to counts >= 0."
+            )
+    counted = sum(sum(by_class.values()) for by_class in manifest["counts"].values())
+    if counted != manifest["num_examples"]:
+        raise _manifest_error(
+            path,
+            f"field 'counts' adds up to {counted} examples, but 'num_examples' is "
+            f"{manifest['num_examples']}.",
+        )
+
+
+def write_manifest(out_dir, manifest):
+    """Validates `manifest` and writes it to `out_dir/manifest.json`, atomically.
+
+    Args:
+        out_dir: the records directory.
+        manifest: a dict with the keys in `REQUIRED_MANIFEST_KEYS`.
+
+    Returns:
+        The manifest's path.
+
+    Example:
+
+    >>> write_manifest("records/iemocap", manifest)  # doctest: +SKIP
+    'records/iemocap/manifest.json'
+    """
+    path = os.path.join(os.fspath(out_dir), MANIFEST_FILENAME)
+    validate_manifest(manifest, path=path)
+    write_json_atomic(path, manifest)
+    return path
+
+
+def read_manifest(out_dir):
+    """Reads and validates `out_dir/manifest.json`.
+
+    Checks the required fields, their types, the format version, that counts
+    add up, and that every listed shard exists.
+
+    Args:
+        out_dir: the records directory.
+
+    Returns:
+        The manifest dict.
+
+    Raises:
+        FileNotFoundError: there is no manifest (the corpus was not prepared,
+            or its preparation did not finish).
+        ValueError: the manifest is malformed; the message names the file and
+            the field.
+
+    Example:
+
+    >>> read_manifest("records/iemocap")["class_names"]  # doctest: +SKIP
+    ['angry', 'happy', 'neutral', 'sad']
+    """
+    out_dir = os.fspath(out_dir)
+    path = os.path.join(out_dir, MANIFEST_FILENAME)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(
+            f"{path} does not exist: {out_dir} is not a prepared records directory "
+            f"(run the prepare step, and let it finish)."
+        )
+    manifest = read_json(path)
+    validate_manifest(manifest, path=path, records_dir=out_dir)
+    return manifest

