@@ -141,6 +141,7 @@ def train_fold(
         steps_per_epoch=steps_per_epoch,
         callbacks=callbacks,
         verbose=verbose,
+        shuffle=False,  # the dataset itself shuffles, with the configured seed
     )
     training_seconds = time.time() - started
     model.save(os.path.join(fold_dir, "model.keras"))
@@ -236,7 +237,10 @@ def run_experiment(config, records_dir, run_dir, folds=None, verbose=1, log=prin
     summary["variant"] = config.model.variant
     summary["records_dir"] = os.path.abspath(records_dir)
     if config.evaluation.final_model and not folds:
-        train_groups = sorted({group for _, groups, _ in plan for group in groups})
+        if config.evaluation.protocol == "loso":
+            train_groups = list(manifest["groups"])
+        else:
+            train_groups = list(config.evaluation.train_groups)
         log(f"[all] training the final model on {train_groups}")
         train_fold(config, records_dir, run_dir, "all", train_groups, [], verbose)
         summary["final_model"] = os.path.join(run_dir, "all", "model.keras")
