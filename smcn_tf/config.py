@@ -56,6 +56,9 @@ class TrainingConfig:
     steps_per_epoch: int = 100  # how often logs and checkpoints are written
     shuffle_buffer: int = 2048
     seed: int = 1
+    # "balanced" weights each utterance's cross-entropies by N / (C * n_class)
+    # over the training groups; "none" (the paper) weighs all alike.
+    class_weights: str = "none"
 
 
 @dataclasses.dataclass
@@ -208,6 +211,11 @@ def validate_config(config, source="<config>"):
         raise ValueError(
             f"{source}: model.variant {config.model.variant!r} is not one of "
             f"{sorted(VARIANTS)}."
+        )
+    if config.training.class_weights not in ("none", "balanced"):
+        raise ValueError(
+            f"{source}: training.class_weights must be 'none' or 'balanced', got "
+            f"{config.training.class_weights!r}."
         )
     if config.evaluation.protocol not in ("loso", "split"):
         raise ValueError(

@@ -3,6 +3,7 @@
 Layout of a run directory:
 
     <run>/config.yaml                 the resolved config
+    <run>/features.json               the feature settings the models expect
     <run>/tensorboard/<fold>/         TensorBoard events: every loss term and metric
     <run>/<fold>/backup/              BackupAndRestore state (resume mid-fold)
     <run>/<fold>/checkpoints/         weights at the end of every epoch
@@ -58,6 +59,34 @@ def compile_model(model, config):
         metrics=metrics.emotion_metrics(model.num_classes),
     )
     return model
+
+
+def balanced_class_weights(manifest, groups):
+    """Weights N / (C * n_c) from the manifest's counts over `groups`.
+
+    A class absent from `groups` gets weight 0 (it has no utterance to weigh).
+    """
+    class_names = manifest["class_names"]
+    counts = [
+        sum(manifest["counts"].get(group, {}).get(name, 0) for group in groups)
+        for name in class_names
+    ]
+    total = sum(counts)
+    return [
+        total / (len(class_names) * count) if count else 0.0 for count in counts
+    ]
+
+
+FEATURE_SETTINGS = (
+    "corpus",
+    "class_names",
+    "audio_dim",
+    "text_dim",
+    "text_encoder",
+    "pooling",
+    "max_frames",
+    "max_tokens",
+)
 
 
 def fold_plan(config, manifest):
@@ -123,6 +152,11 @@ def train_fold(
         seed=training.seed,
         shuffle_buffer=training.shuffle_buffer,
     )
+    if training.class_weights == "balanced":
+        table = tf.constant(balanced_class_weights(manifest, train_groups), tf.float32)
+        train_dataset = train_dataset.map(
+            lambda inputs, label: (inputs, label, tf.gather(table, label))
+        )
     model = compile_model(build_model(config, manifest), config)
     callbacks = [
         keras.callbacks.BackupAndRestore(os.path.join(fold_dir, "backup")),
@@ -213,6 +247,11 @@ def run_experiment(config, records_dir, run_dir, folds=None, verbose=1, log=prin
     os.makedirs(run_dir, exist_ok=True)
     with open(os.path.join(run_dir, "config.yaml"), "w", encoding="utf-8") as stream:
         yaml.safe_dump(config.to_dict(), stream, sort_keys=False)
+    # What export needs to rebuild the raw-input front end of these models.
+    write_json_atomic(
+        os.path.join(run_dir, "features.json"),
+        {key: manifest[key] for key in FEATURE_SETTINGS if key in manifest},
+    )
     plan = fold_plan(config, manifest)
     if folds:
         known = [name for name, _, _ in plan]

@@ -78,3 +78,14 @@ def test_run_writes_results_logs_every_loss_term_and_resumes(demo_features, tmp_
     again = run_experiment(config, demo_features, run_dir, verbose=0, log=lambda _: None)
     assert os.path.getmtime(os.path.join(run_dir, "Session2", "model.keras")) == stamp
     assert again["folds"] == summary["folds"]
+
+
+def test_balanced_class_weights_from_the_manifest_counts():
+    manifest = {
+        "class_names": ["a", "b", "c"],
+        "counts": {"S1": {"a": 6, "b": 2}, "S2": {"a": 2, "b": 2, "c": 0}, "S3": {"c": 9}},
+    }
+    # Over S1 + S2: a 8, b 4, c 0 -> 12 / (3 * 8), 12 / (3 * 4), 0.
+    from smcn_tf.train import balanced_class_weights
+
+    assert balanced_class_weights(manifest, ["S1", "S2"]) == pytest.approx([0.5, 1.0, 0.0])
