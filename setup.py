@@ -24,6 +24,9 @@ setuptools.setup(
         "soundfile>=0.12,<1",
         "pyyaml>=6,<7",
         "tqdm>=4.60,<5",
+        "tensorflow-serving-api>=2.21,<2.22",
+        "grpcio>=1.60,<2",
+        "av>=12,<20",
     ],
     extras_require={
         "dev": ["pytest>=8,<10"],
