@@ -141,6 +141,20 @@ def command_export(args):
     return 0
 
 
+def command_report(args):
+    from smcn_tf.report import build_report
+
+    text = build_report(args.run, tables=args.table or (1, 2, 3))
+    if args.out:
+        os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+        with open(args.out, "w", encoding="utf-8") as stream:
+            stream.write(text + "\n")
+        print(f"Report written to {args.out}")
+    else:
+        print(text)
+    return 0
+
+
 def build_parser():
     parser = argparse.ArgumentParser(
         prog="smcn",
@@ -213,6 +227,21 @@ def build_parser():
         "--version", type=int, help="Version number (default: newest + 1)."
     )
     export.set_defaults(handler=command_export)
+
+    report = commands.add_parser(
+        "report",
+        help="Markdown tables like the paper's (ours beside the paper's), confusion matrices.",
+    )
+    report.add_argument(
+        "--run", action="append", required=True,
+        help="A finished run directory (repeatable; seeds of one variant are pooled).",
+    )
+    report.add_argument(
+        "--table", type=int, action="append", choices=[1, 2, 3],
+        help="Which of the paper's tables (repeatable; default all).",
+    )
+    report.add_argument("--out", help="Write the markdown here instead of printing it.")
+    report.set_defaults(handler=command_report)
     return parser
 
 

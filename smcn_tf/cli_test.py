@@ -16,7 +16,7 @@ TINY = [
 ]
 
 
-@pytest.mark.parametrize("command", ["demo-data", "prepare", "train", "evaluate", "export"])
+@pytest.mark.parametrize("command", ["demo-data", "prepare", "train", "evaluate", "export", "report"])
 def test_every_subcommand_has_help(command):
     completed = subprocess.run(
         [sys.executable, "-m", "smcn_tf.cli", command, "--help"],
