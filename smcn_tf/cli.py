@@ -89,8 +89,6 @@ def command_train(args):
 
 
 def command_evaluate(args):
-    import keras
-
     from smcn_tf.data import pipeline, records
     from smcn_tf.evaluate import (
         format_summary,
@@ -99,6 +97,7 @@ def command_evaluate(args):
         summarize_folds,
     )
     from smcn_tf.io_utils import read_json
+    from smcn_tf.model import load_model
 
     manifest = records.read_manifest(args.data)
     fold_results = {}
@@ -117,7 +116,7 @@ def command_evaluate(args):
         test_groups = read_json(results_path)["test_groups"]
         if not test_groups:  # the final model trained on everything
             continue
-        model = keras.saving.load_model(os.path.join(fold_dir, "model.keras"))
+        model = load_model(os.path.join(fold_dir, "model.keras"))
         dataset = pipeline.make_dataset(
             args.data, groups=test_groups, batch_size=args.batch_size, include_metadata=True
         )
@@ -130,11 +129,10 @@ def command_evaluate(args):
 
 
 def command_export(args):
-    import keras
-
     from smcn_tf.export import export_model
+    from smcn_tf.model import load_model
 
-    model = keras.saving.load_model(args.model)
+    model = load_model(args.model)
     path = export_model(model, args.export_base, args.model_name, args.version)
     print(f"SavedModel (TF Serving layout) written to {path}")
     print(f"Inspect it: saved_model_cli show --dir {path} --all")

@@ -38,7 +38,14 @@ def test_train_evaluate_export_from_the_command_line(demo_features, tmp_path, ca
 
     export_base = str(tmp_path / "export")
     model = os.path.join(run_dir, "Session1", "model.keras")
-    assert main(["export", "--model", model, "--export-base", export_base]) == 0
+    # A fresh process, as `make demo` runs it: nothing of ours is imported beforehand.
+    completed = subprocess.run(
+        [sys.executable, "-m", "smcn_tf.cli", "export", "--model", model,
+         "--export-base", export_base],
+        capture_output=True, text=True, check=False,
+    )
+    assert completed.returncode == 0, completed.stderr[-2000:]
+    assert "smcn/1" in completed.stdout
     assert os.path.isfile(os.path.join(export_base, "smcn", "1", "saved_model.pb"))
 
 

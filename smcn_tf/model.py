@@ -414,3 +414,24 @@ def model_inputs(variant):
     for modality in VARIANTS[variant].modalities:
         names += [f"{modality}_features", f"{modality}_length"]
     return names
+
+
+def load_model(path):
+    """Load a `.keras` model written by `smcn train`.
+
+    The file also records the compiled metrics, so their module is imported
+    first to register them.
+
+    Args:
+        path: a `model.keras` file.
+
+    Returns:
+        The `SMCNModel`.
+    """
+    import os
+
+    from smcn_tf import metrics  # noqa: F401  (registers the compiled metrics)
+
+    if not os.path.isfile(path):
+        raise ValueError(f"No saved model at {path}.")
+    return keras.saving.load_model(path)
