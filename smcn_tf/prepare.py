@@ -8,9 +8,25 @@ out_dir/
   shard-00000-of-00022.tfrecord        # the examples (see smcn_tf.data.records)
   shard-00000-of-00022.tfrecord.json   # its sidecar: what the shard holds
   ...
-  report.json                          # counts, skipped utterances, timings
+  report.json                          # kept / dropped and why, counts check, timings
   manifest.json                        # written last: the directory is complete
 ```
+
+Corpora (`SUPPORTED_CORPORA`): `"iemocap"` and `"demo"` (the built-in demo in
+the IEMOCAP layout) are read by `smcn_tf.data.iemocap.parse_iemocap`;
+`"meld"` and `"demo-meld"` (the built-in demo in the MELD.Raw layout) by
+`smcn_tf.data.meld.parse_meld`. Audio is read by
+`smcn_tf.features.media.decode_audio`, which takes WAV/FLAC files and media
+files (MELD's mp4 clips) alike, and cuts clips at `max_seconds` (MELD has
+clips of minutes; by default 30 s are kept, more than the 500 pooled frames
+of 40 ms need).
+
+The report says what was kept and what was dropped and why: the parser's
+skips (missing or empty media, missing transcriptions), labels outside the
+classes, media no row annotates, clips that could not be decoded, and clips
+that were truncated. For the real releases ("iemocap", "meld") it also
+compares the parsed counts with the published ones (`counts_check`; print it
+with `format_counts_table`) and warns loudly on stderr when they differ.
 
 Utterances are sorted by id and shard `i` is planned to hold utterances
 `[i * shard_size, (i + 1) * shard_size)` of that order. The plan does not
@@ -34,17 +50,26 @@ import json
 import math
 import os
 import re
+import sys
 import time
 
 import numpy as np
 import tqdm
 
-from smcn_tf.data import iemocap, records
-from smcn_tf.features.audio import LogMelFeatures, extract_audio_features, read_waveform
+from smcn_tf.data import iemocap, meld, records
+from smcn_tf.features import media
+from smcn_tf.features.audio import LogMelFeatures, extract_audio_features
 from smcn_tf.features.text import TextEncoder
 from smcn_tf.io_utils import write_json_atomic
 
-SUPPORTED_CORPORA = ("iemocap", "demo")
+SUPPORTED_CORPORA = ("iemocap", "demo", "meld", "demo-meld")
+# The corpora in MELD's layout; the others are in IEMOCAP's.
+MELD_LAYOUT_CORPORA = ("meld", "demo-meld")
+# Seconds of audio kept per clip when `prepare_corpus` gets no `max_seconds`:
+# MELD has clips of minutes; IEMOCAP's turns are at most about 35 s.
+DEFAULT_MAX_SECONDS = {"iemocap": None, "demo": None, "meld": 30.0, "demo-meld": 30.0}
+# How many unannotated media file names the report quotes per split.
+REPORT_EXAMPLE_NAMES = 10
 REPORT_FILENAME = "report.json"
 SIDECAR_SUFFIX = ".json"
 
@@ -149,6 +174,34 @@ def _validate_utterances(utterances, class_names):
     return ordered
 
 
+def _read_one(read_audio, path, sample_rate, max_seconds):
+    """Reads one file with `read_audio`; returns `(waveform, truncated, source_seconds)`.
+
+    `read_audio` may return an array or a `media.DecodedAudio` (which says
+    whether the reader cut the clip). An array longer than `max_seconds` is
+    cut here.
+    """
+    if max_seconds is None:
+        decoded = read_audio(path, sample_rate)
+    else:
+        decoded = read_audio(path, sample_rate, max_seconds=max_seconds)
+    if hasattr(decoded, "waveform"):
+        waveform = np.asarray(decoded.waveform)
+        truncated = bool(getattr(decoded, "truncated", False))
+        source_seconds = getattr(decoded, "source_seconds", None)
+    else:
+        waveform = np.asarray(decoded)
+        truncated, source_seconds = False, None
+    if max_seconds is not None and waveform.ndim == 1:
+        limit = max(1, int(round(max_seconds * sample_rate)))
+        if waveform.size > limit:
+            truncated, source_seconds = True, waveform.size / sample_rate
+            waveform = waveform[:limit]
+    if not truncated:
+        source_seconds = None
+    return waveform, truncated, source_seconds
+
+
 def _compute_shard(
     planned,
     shard_path,
@@ -160,17 +213,20 @@ def _compute_shard(
     sample_rate,
     read_audio,
     extract_audio,
+    max_seconds=None,
 ):
     """Extracts and writes one shard, then its sidecar; returns the sidecar."""
     timings = dict.fromkeys(_STAGES, 0.0)
     skipped = []
+    truncated = []
 
-    def skip(utterance, reason):
+    def skip(utterance, reason, stage):
         skipped.append(
             {
                 "utterance_id": utterance.utterance_id,
                 "audio_path": str(utterance.audio_path),
                 "reason": reason,
+                "stage": stage,
             }
         )
 
@@ -179,13 +235,30 @@ def _compute_shard(
     for utterance in planned:
         # Exception, not BaseException: Ctrl-C must stop the run, not skip a file.
         try:
-            waveform = np.asarray(read_audio(utterance.audio_path, sample_rate))
+            waveform, was_truncated, source_seconds = _read_one(
+                read_audio, utterance.audio_path, sample_rate, max_seconds
+            )
         except Exception as error:
-            skip(utterance, f"cannot read audio: {type(error).__name__}: {error}")
+            skip(utterance, f"cannot read audio: {type(error).__name__}: {error}", "read_audio")
             continue
         if waveform.ndim != 1 or waveform.size == 0:
-            skip(utterance, f"expected a non-empty mono waveform, got shape {waveform.shape}")
+            skip(
+                utterance,
+                f"expected a non-empty mono waveform, got shape {waveform.shape}",
+                "read_audio",
+            )
             continue
+        if was_truncated:
+            truncated.append(
+                {
+                    "utterance_id": utterance.utterance_id,
+                    "audio_path": str(utterance.audio_path),
+                    "kept_seconds": round(waveform.size / sample_rate, 3),
+                    "source_seconds": (
+                        None if source_seconds is None else round(float(source_seconds), 3)
+                    ),
+                }
+            )
         readable.append(utterance)
         waveforms.append(waveform)
     timings["read_audio"] = time.perf_counter() - start
@@ -201,7 +274,9 @@ def _compute_shard(
     for utterance, features in zip(readable, audio_features):
         features = np.asarray(features)
         if features.ndim != 2 or features.shape[0] == 0:
-            skip(utterance, f"audio too short: features of shape {features.shape}")
+            skip(
+                utterance, f"audio too short: features of shape {features.shape}", "audio_features"
+            )
             continue
         kept.append(utterance)
         kept_audio.append(features)
@@ -229,18 +304,42 @@ def _compute_shard(
         for utterance, audio, text in zip(kept, kept_audio, text_features)
     ]
     count = records.write_shard(shard_path, serialized)
+    kept_ids = {utterance.utterance_id for utterance in kept}
     sidecar = {
         "file": os.path.basename(shard_path),
         "count": count,
         "digest": digest,
         "utterance_ids": [utterance.utterance_id for utterance in kept],
         "skipped": skipped,
+        "truncated": [item for item in truncated if item["utterance_id"] in kept_ids],
         "audio_dim": int(kept_audio[0].shape[1]) if kept else None,
         "text_dim": int(np.asarray(text_features[0]).shape[1]) if kept else None,
     }
     write_json_atomic(_sidecar_path(shard_path), sidecar)
     timings["write"] = time.perf_counter() - start
     return sidecar, timings
+
+
+# Leading phrases of skip reasons, from the parsers and from `_compute_shard`;
+# the report counts drops by these.
+_REASON_KINDS = (
+    "missing media file",
+    "empty media file",
+    "annotated twice",
+    "missing audio file",
+    "no transcription line",
+    "cannot read audio",
+    "expected a non-empty mono waveform",
+    "audio too short",
+)
+
+
+def _reason_kind(reason):
+    """The kind of a skip reason, e.g. `"missing media file"`, for counting."""
+    for kind in _REASON_KINDS:
+        if reason.startswith(kind):
+            return kind
+    return reason
 
 
 def _remove_leftovers(out_dir):
@@ -262,9 +361,11 @@ def prepare_utterances(
     sample_rate=16000,
     shard_size=256,
     progress=True,
-    read_audio=read_waveform,
+    read_audio=media.decode_audio,
     extract_audio=extract_audio_features,
     report_extra=None,
+    max_seconds=None,
+    dropped_by_parser=None,
 ):
     """Extracts features of utterances into sharded TFRecords, resumably.
 
@@ -286,23 +387,35 @@ def prepare_utterances(
         sample_rate: the rate audio is read at.
         shard_size: utterances planned per shard.
         progress: show a tqdm progress bar over the utterances.
-        read_audio: `read_audio(path, sample_rate) -> np.ndarray [samples]`;
-            an exception skips the utterance with its message as the reason.
+        read_audio: `read_audio(path, sample_rate) -> np.ndarray [samples]`
+            (called with `max_seconds=` as well when `max_seconds` is set),
+            or one returning a `smcn_tf.features.media.DecodedAudio` to
+            report truncation itself; an exception skips the utterance with
+            its message as the reason. Default: `media.decode_audio` (WAV,
+            FLAC, mp4, ...).
         extract_audio: `extract_audio(waveforms, layer) -> list of
             [frames, dim] arrays`.
         report_extra: more JSON-able entries for the report (e.g. the
             parser's dropped labels).
+        max_seconds: keep at most this many seconds of each clip; a cut clip
+            is listed under `truncated` in the report. None keeps all.
+        dropped_by_parser: reason -> count of utterances dropped before this
+            stage (by the corpus parser), added to the report's `dropped`.
 
     Returns:
         The report (also written to `out_dir/report.json`): `corpus`,
         `num_utterances`, `num_examples`, `counts` (`{group: {class: n}}`),
-        `skipped` (`[{"utterance_id", "audio_path", "reason"}]`), `shards`
-        (total / computed / reused), `timings_seconds` per stage and
-        `features` (the feature settings).
+        `kept` (`total`, `by_group`, `by_label`), `dropped` (`total` and
+        `by_reason`: the parser's drops plus this stage's), `skipped`
+        (`[{"utterance_id", "audio_path", "reason", "stage"}]`), `truncated`
+        (`[{"utterance_id", "audio_path", "kept_seconds", "source_seconds"}]`),
+        `shards` (total / computed / reused), `timings_seconds` per stage
+        and `features` (the feature settings).
 
     Raises:
         ValueError: no utterances, a duplicate id, a label not in
-            `class_names`, a bad `shard_size`, or no readable utterance.
+            `class_names`, a bad `shard_size` or `max_seconds`, or no
+            readable utterance.
 
     Example:
 
@@ -315,6 +428,13 @@ def prepare_utterances(
     """
     if isinstance(shard_size, bool) or not isinstance(shard_size, int) or shard_size < 1:
         raise ValueError(f"shard_size must be a positive integer, got {shard_size!r}.")
+    if max_seconds is not None and (
+        isinstance(max_seconds, bool)
+        or not isinstance(max_seconds, (int, float))
+        or not math.isfinite(max_seconds)
+        or max_seconds <= 0
+    ):
+        raise ValueError(f"max_seconds must be None or a positive number, got {max_seconds!r}.")
     class_names = list(class_names)
     if len(set(class_names)) != len(class_names) or not class_names:
         raise ValueError(f"class_names must be distinct and non-empty, got {class_names}.")
@@ -335,6 +455,9 @@ def prepare_utterances(
         "max_tokens": getattr(text_encoder, "max_tokens", None),
         "text_dim": getattr(text_encoder, "dim", None),
     }
+    if max_seconds is not None:
+        # Only when set, so records prepared before the option existed still resume.
+        settings["max_seconds"] = float(max_seconds)
 
     num_shards = math.ceil(len(ordered) / shard_size)
     timings = dict.fromkeys(_STAGES, 0.0)
@@ -364,6 +487,7 @@ def prepare_utterances(
                     sample_rate=sample_rate,
                     read_audio=read_audio,
                     extract_audio=extract_audio,
+                    max_seconds=max_seconds,
                 )
                 computed += 1
                 for stage, seconds in shard_timings.items():
@@ -383,6 +507,7 @@ def prepare_utterances(
     counts = {}
     shards = []
     skipped = []
+    truncated = []
     for sidecar in sidecars:
         shard_groups = {}
         for utterance_id in sidecar["utterance_ids"]:
@@ -394,6 +519,7 @@ def prepare_utterances(
             {"file": sidecar["file"], "count": sidecar["count"], "groups": shard_groups}
         )
         skipped.extend(sidecar["skipped"])
+        truncated.extend(sidecar.get("truncated", []))
     counts = {group: counts[group] for group in sorted(counts)}
     num_examples = sum(shard["count"] for shard in shards)
     dims = [(s["audio_dim"], s["text_dim"]) for s in sidecars if s["audio_dim"] is not None]
@@ -409,16 +535,38 @@ def prepare_utterances(
         "text_encoder": settings["text_encoder"],
         "audio_layer": audio_settings,
         "shard_size": shard_size,
+        "max_seconds": max_seconds,
     }
+    by_label = dict.fromkeys(class_names, 0)
+    for group_counts in counts.values():
+        for label, count in group_counts.items():
+            by_label[label] += count
+    dropped_reasons = {
+        str(reason): int(count) for reason, count in (dropped_by_parser or {}).items()
+    }
+    for item in skipped:
+        reason = _reason_kind(item["reason"])
+        dropped_reasons[reason] = dropped_reasons.get(reason, 0) + 1
     report = {
         "corpus": corpus,
         "out_dir": os.path.abspath(out_dir),
         "num_utterances": len(ordered),
         "num_examples": num_examples,
         "num_skipped": len(skipped),
+        "num_truncated": len(truncated),
         "groups": sorted(counts),
         "counts": counts,
+        "kept": {
+            "total": num_examples,
+            "by_group": {group: sum(values.values()) for group, values in counts.items()},
+            "by_label": by_label,
+        },
+        "dropped": {
+            "total": sum(dropped_reasons.values()),
+            "by_reason": dict(sorted(dropped_reasons.items())),
+        },
         "skipped": skipped,
+        "truncated": truncated,
         "shards": {"total": num_shards, "computed": computed, "reused": reused},
         "timings_seconds": {stage: round(seconds, 3) for stage, seconds in timings.items()},
         "features": features,
@@ -455,6 +603,243 @@ def prepare_utterances(
     return report
 
 
+# The most differences the stderr warning lists; report.json has all of them.
+_WARNING_LINES = 12
+
+
+def _count_kinds(skipped):
+    """Count `(utterance_id, reason)` pairs by the kind of their reason."""
+    kinds = {}
+    for _, reason in skipped:
+        kind = _reason_kind(reason)
+        kinds[kind] = kinds.get(kind, 0) + 1
+    return kinds
+
+
+def _iemocap_counts_check(counts, compare):
+    """The counts table and warnings of an IEMOCAP-layout parse.
+
+    Args:
+        counts: `iemocap.ParseResult.counts()`.
+        compare: compare with `iemocap.EXPECTED_COUNTS` (the real release only).
+
+    Returns:
+        The report's `counts_check` entry.
+    """
+    expected = iemocap.EXPECTED_COUNTS if compare else None
+    rows = []
+
+    def add(name, section, key, parsed, expected_count):
+        rows.append(
+            {"name": name, "section": section, "key": key, "parsed": parsed,
+             "expected": expected_count}
+        )
+
+    add("total", "total", None, counts["total"], expected and expected["total"])
+    sections = (
+        ("by_label", "label", "class"),
+        ("by_group", "group", ""),
+        ("by_raw_label", "raw_label", "raw label"),
+        ("dropped_labels", "dropped_label", "dropped label"),
+    )
+    for source, section, noun in sections:
+        keys = list(counts[source])
+        if expected:
+            keys += [key for key in expected[source] if key not in counts[source]]
+        for key in keys:
+            add(
+                f"{noun} {key}".strip(), section, key, counts[source].get(key, 0),
+                expected[source].get(key, 0) if expected else None,
+            )
+    warnings = iemocap.compare_to_expected(counts) if compare else []
+    if counts["total"] != iemocap.EXPECTED_COUNTS["total"]:
+        headline = (
+            f"parsed {counts['total']} utterances, the standard 4-class set has "
+            f"{iemocap.EXPECTED_COUNTS['total']}"
+        )
+    else:
+        headline = (
+            f"parsed {counts['total']} utterances as the standard 4-class set has, "
+            "but the counts by class, session or label differ"
+        )
+    return {
+        "reference": (
+            f"IEMOCAP_full_release, 4-class set ({iemocap.EXPECTED_COUNTS['total']} utterances)"
+            if compare else None
+        ),
+        "headline": headline if warnings else None,
+        "rows": rows,
+        "warnings": warnings,
+    }
+
+
+def _meld_counts_check(counts, compare):
+    """The counts table and warnings of a MELD-layout parse.
+
+    Args:
+        counts: `meld.MeldParseResult.counts()`.
+        compare: compare with `meld.EXPECTED_ROWS` (the real release only).
+
+    Returns:
+        The report's `counts_check` entry.
+    """
+    splits = list(counts["rows"])
+    rows = []
+
+    def add(name, section, key, parsed, expected_count):
+        rows.append(
+            {"name": name, "section": section, "key": key, "parsed": parsed,
+             "expected": expected_count if compare else None}
+        )
+
+    total_rows = sum(counts["rows"].values())
+    expected_total = sum(meld.EXPECTED_ROWS[split] for split in splits)
+    add("rows total", "total", None, total_rows, expected_total)
+    for split in splits:
+        add(f"rows {split}", "group", split, counts["rows"][split], meld.EXPECTED_ROWS[split])
+    for label in meld.CLASS_NAMES:
+        add(
+            f"emotion {label}", "label", label,
+            sum(counts["rows_by_label"][split][label] for split in splits),
+            sum(meld.EXPECTED_ROWS_BY_LABEL[split][label] for split in splits),
+        )
+    warnings = meld.compare_to_expected(counts) if compare else []
+    by_split = ", ".join(f"{split} {meld.EXPECTED_ROWS[split]}" for split in splits)
+    found_by_split = ", ".join(f"{split} {counts['rows'][split]}" for split in splits)
+    return {
+        "reference": f"the official MELD release ({by_split} rows)" if compare else None,
+        "headline": (
+            f"read {total_rows} rows ({found_by_split}), the official MELD release has "
+            f"{expected_total} ({by_split})"
+            if warnings else None
+        ),
+        "rows": rows,
+        "warnings": warnings,
+    }
+
+
+def _parse_corpus(corpus, data_dir, strict):
+    """Parse a corpus by its layout.
+
+    Returns:
+        `(utterances, class_names, parser_report, dropped_by_parser, counts_check)`.
+    """
+    real_release = corpus in ("iemocap", "meld")
+    if corpus in MELD_LAYOUT_CORPORA:
+        parsed = meld.parse_meld(data_dir, strict=strict)
+        counts = parsed.counts()
+        parser_report = {
+            "skipped": parsed.skipped,
+            "unannotated_media": {
+                split: {"count": len(names), "examples": names[:REPORT_EXAMPLE_NAMES]}
+                for split, names in parsed.unannotated_media.items()
+            },
+            "encodings": parsed.encodings,
+            "files": parsed.files,
+            "counts": counts,
+        }
+        return (
+            parsed.utterances, meld.CLASS_NAMES, parser_report,
+            _count_kinds(parsed.skipped), _meld_counts_check(counts, real_release),
+        )
+    parsed = iemocap.parse_iemocap(data_dir, strict=strict)
+    counts = parsed.counts()
+    parser_report = {
+        "dropped_labels": parsed.dropped_labels,
+        "skipped": parsed.skipped,
+        "kept_labels": parsed.kept_labels,
+        "counts": counts,
+    }
+    dropped = _count_kinds(parsed.skipped)
+    for label, count in parsed.dropped_labels.items():
+        dropped[f"label {label} (not one of the classes)"] = count
+    return (
+        parsed.utterances, iemocap.CLASS_NAMES, parser_report, dropped,
+        _iemocap_counts_check(counts, real_release),
+    )
+
+
+def _warn_loudly(corpus, data_dir, counts_check, stream):
+    """Print a banner listing how the parsed counts differ from the published ones."""
+    warnings = counts_check["warnings"]
+    rule = "!" * 78
+    lines = [
+        "",
+        rule,
+        f"WARNING: {counts_check['headline']}.",
+        f"  corpus {corpus!r} at {os.path.abspath(os.fspath(data_dir))}",
+        f"  differs from {counts_check['reference']}:",
+    ]
+    lines += [f"    - {warning}" for warning in warnings[:_WARNING_LINES]]
+    if len(warnings) > _WARNING_LINES:
+        lines.append(f"    ... and {len(warnings) - _WARNING_LINES} more")
+    lines += [
+        "  Results on this data are not comparable with published ones unless that is",
+        "  intended (a subset, a partial download). Every difference is in report.json",
+        "  under counts_check.",
+        rule,
+        "",
+    ]
+    print("\n".join(lines), file=stream, flush=True)
+
+
+def format_counts_table(report):
+    """Lay out a report's parsed, prepared and expected counts as a text table.
+
+    Args:
+        report: the report of `prepare_corpus` (its `counts_check`, `counts`
+            and `num_examples`).
+
+    Returns:
+        The table, one row per count, `<-- differs` beside a count that is not
+        the published one; `-` where a column does not apply (no published
+        counts for the demo corpora; labels the parser drops are never
+        prepared). An empty string when the report has no `counts_check`.
+
+    Example:
+
+    >>> print(format_counts_table(report))  # doctest: +SKIP
+    counts of 'iemocap' vs IEMOCAP_full_release, 4-class set (5531 utterances)
+                   parsed  prepared  expected
+    total            5531      5531      5531
+    class angry      1103      1103      1103
+    ...
+    """
+    check = report.get("counts_check")
+    if not check:
+        return ""
+    counts = report.get("counts", {})
+
+    def prepared(row):
+        if row["section"] == "total":
+            return report.get("num_examples")
+        if row["section"] == "group":
+            return sum(counts.get(row["key"], {}).values())
+        if row["section"] == "label":
+            return sum(group.get(row["key"], 0) for group in counts.values())
+        return None
+
+    def cell(value):
+        return "-" if value is None else str(value)
+
+    reference = check.get("reference") or "no published counts (demo corpus)"
+    lines = [f"counts of {report.get('corpus')!r} vs {reference}"]
+    table = [("", "parsed", "prepared", "expected", "")]
+    for row in check["rows"]:
+        differs = row["expected"] is not None and row["parsed"] != row["expected"]
+        table.append(
+            (row["name"], cell(row["parsed"]), cell(prepared(row)), cell(row["expected"]),
+             "<-- differs" if differs else "")
+        )
+    widths = [max(len(line[column]) for line in table) for column in range(4)]
+    for line in table:
+        text = line[0].ljust(widths[0]) + "".join(
+            "  " + value.rjust(width) for value, width in zip(line[1:4], widths[1:])
+        )
+        lines.append((text + ("  " + line[4] if line[4] else "")).rstrip())
+    return "\n".join(lines)
+
+
 def prepare_corpus(
     corpus,
     data_dir,
@@ -467,11 +852,19 @@ def prepare_corpus(
     shard_size=256,
     strict=False,
     progress=True,
+    max_seconds=None,
+    text_encoder=None,
 ):
     """Parses a corpus and prepares its features as sharded TFRecords.
 
+    For the real releases (`"iemocap"`, `"meld"`) the parsed counts are
+    compared with the published ones; when they differ a loud warning goes
+    to stderr before the (slow) feature extraction starts, and the
+    differences go into the report (`counts_check`).
+
     Args:
-        corpus: `"iemocap"`, or `"demo"` (the bundled IEMOCAP-format demo).
+        corpus: `"iemocap"` or `"demo"` (IEMOCAP_full_release layout), or
+            `"meld"` or `"demo-meld"` (MELD.Raw layout).
         data_dir: the corpus root.
         out_dir: the records directory.
         pooling: log-Mel frames averaged into one feature frame.
@@ -483,42 +876,63 @@ def prepare_corpus(
         strict: make the parser raise on malformed corpus entries instead of
             skipping them.
         progress: show a progress bar.
+        max_seconds: keep at most this many seconds of each clip (cut clips
+            are reported); None means `DEFAULT_MAX_SECONDS[corpus]` (30 s for
+            MELD, no limit for IEMOCAP).
+        text_encoder: an encoder object to use instead of loading
+            `TextEncoder(text_encoder_dir)` (anything with `dim`,
+            `max_tokens` and `encode(texts, progress=False)`).
 
     Returns:
-        The report of `prepare_utterances`, plus `data_dir` and `parser`
-        (`dropped_labels` and `skipped` from the corpus parser).
+        The report of `prepare_utterances`, plus `data_dir`, `parser` (for
+        IEMOCAP layouts `dropped_labels`, `skipped`, `kept_labels`, `counts`;
+        for MELD layouts `skipped`, `unannotated_media` (per split `count` and
+        `examples`), `encodings`, `files`, `counts`) and `counts_check`
+        (`reference`, `headline`, `rows` of parsed and expected counts,
+        `warnings`; see `format_counts_table`).
 
     Raises:
         ValueError: an unsupported corpus (the message lists the supported
             ones), or a corpus with no usable utterance.
+        CorpusFormatError: the corpus is malformed (see the parsers).
 
     Example:
 
-    >>> prepare_corpus("iemocap", "data/IEMOCAP_full_release", "records/iemocap",
-    ...                pooling=5, max_frames=500, max_tokens=150)  # doctest: +SKIP
+    >>> prepare_corpus("meld", "data/MELD.Raw", "records/meld",
+    ...                pooling=4, max_frames=500, max_tokens=100)  # doctest: +SKIP
     """
     if corpus not in SUPPORTED_CORPORA:
         raise ValueError(
             f"Unsupported corpus {corpus!r}; supported corpora: {list(SUPPORTED_CORPORA)}."
         )
+    if max_seconds is None:
+        max_seconds = DEFAULT_MAX_SECONDS[corpus]
     # Parse first: corpus errors surface before the slow model loads.
-    parsed = iemocap.parse_iemocap(data_dir, strict=strict)
-    if not parsed.utterances:
+    utterances, class_names, parser_report, dropped_by_parser, counts_check = _parse_corpus(
+        corpus, data_dir, strict
+    )
+    if counts_check["warnings"]:
+        _warn_loudly(corpus, data_dir, counts_check, sys.stderr)
+    if not utterances:
         raise ValueError(f"No usable utterances found in {data_dir} (corpus {corpus!r}).")
     audio_layer = LogMelFeatures(pooling=pooling, max_frames=max_frames)
-    text_encoder = TextEncoder(text_encoder_dir, max_tokens=max_tokens)
+    if text_encoder is None:
+        text_encoder = TextEncoder(text_encoder_dir, max_tokens=max_tokens)
     return prepare_utterances(
-        parsed.utterances,
+        utterances,
         out_dir,
-        class_names=iemocap.CLASS_NAMES,
+        class_names=class_names,
         corpus=corpus,
         audio_layer=audio_layer,
         text_encoder=text_encoder,
         sample_rate=audio_layer.sample_rate,
         shard_size=shard_size,
         progress=progress,
+        max_seconds=max_seconds,
+        dropped_by_parser=dropped_by_parser,
         report_extra={
             "data_dir": os.path.abspath(os.fspath(data_dir)),
-            "parser": {"dropped_labels": parsed.dropped_labels, "skipped": parsed.skipped},
+            "parser": parser_report,
+            "counts_check": counts_check,
         },
     )

@@ -3,6 +3,7 @@
 import importlib.util
 import json
 import os
+import re
 
 import numpy as np
 import pytest
@@ -296,9 +297,10 @@ def test_nothing_readable_is_an_error(tmp_path, utterances, audio_layer):
 
 
 def test_prepare_corpus_rejects_unknown_corpus(tmp_path):
-    with pytest.raises(ValueError, match=r"'meld'.*\['iemocap', 'demo'\]"):
+    supported = r"\['iemocap', 'demo', 'meld', 'demo-meld'\]"
+    with pytest.raises(ValueError, match=rf"'cmu-mosei'.*{supported}"):
         prepare.prepare_corpus(
-            "meld", tmp_path, tmp_path / "out", pooling=5, max_frames=500, max_tokens=150
+            "cmu-mosei", tmp_path, tmp_path / "out", pooling=5, max_frames=500, max_tokens=150
         )
 
 
@@ -328,3 +330,212 @@ def test_prepare_corpus_demo_end_to_end(tmp_path):
     assert labels.shape == (40,)
     assert int(tf.reduce_max(inputs["audio_length"])) <= 100
     assert int(tf.reduce_max(inputs["text_length"])) <= 32
+
+
+# --------------------------------------------------------------------------
+# Clip truncation, the MELD layout, and the published-counts check.
+# --------------------------------------------------------------------------
+
+
+def test_max_seconds_truncates_and_reports(tmp_path, utterances, audio_layer):
+    def reader(path, sample_rate, max_seconds=None):
+        return audio.read_waveform(path, sample_rate)  # Ignores the limit: prepare cuts.
+
+    out_dir = tmp_path / "records"
+    report = _prepare(utterances, out_dir, audio_layer, read_audio=reader, max_seconds=0.5)
+    ordered = sorted(utterances, key=lambda u: u.utterance_id)
+    long_ones = [u for u in ordered if soundfile.info(u.audio_path).duration > 0.5]
+    assert [item["utterance_id"] for item in report["truncated"]] == [
+        u.utterance_id for u in long_ones
+    ]
+    assert report["num_truncated"] == len(long_ones) == 3
+    for item, utterance in zip(report["truncated"], long_ones):
+        assert item["kept_seconds"] == 0.5
+        duration = soundfile.info(utterance.audio_path).duration
+        assert item["source_seconds"] == pytest.approx(duration)
+    assert report["features"]["max_seconds"] == 0.5
+    lengths = {
+        value.decode(): int(inputs["audio_length"][row])
+        for inputs, _, metadata in pipeline.make_dataset(out_dir, include_metadata=True)
+        for row, value in enumerate(metadata["utterance_id"].numpy())
+    }
+    frames = 1 + (8000 - 400) // 160
+    assert {lengths[u.utterance_id] for u in long_ones} == {-(-frames // 5)}
+
+    # The limit is part of the plan: the same one reuses shards, another recomputes them.
+    again = _prepare(utterances, out_dir, audio_layer, read_audio=reader, max_seconds=0.5)
+    assert again["shards"]["reused"] == 3 and again["truncated"] == report["truncated"]
+    other = _prepare(utterances, out_dir, audio_layer, read_audio=reader, max_seconds=0.6)
+    assert other["shards"]["computed"] == 3 and other["num_truncated"] == 2
+    with pytest.raises(ValueError, match="max_seconds"):
+        _prepare(utterances, out_dir, audio_layer, max_seconds=0)
+
+
+@pytest.fixture(scope="module")
+def demo_meld_root(tmp_path_factory):
+    from smcn_tf.data import demo_meld
+
+    return demo_meld.write_demo_meld(
+        tmp_path_factory.mktemp("demo_meld") / "MELD.Raw", seed=0, utterances_per_class=2
+    )
+
+
+def _prepare_corpus(corpus, data_dir, out_dir, **kwargs):
+    return prepare.prepare_corpus(
+        corpus,
+        data_dir,
+        out_dir,
+        pooling=kwargs.pop("pooling", 4),
+        max_frames=500,
+        max_tokens=100,
+        shard_size=8,
+        progress=False,
+        text_encoder=FakeTextEncoder(),
+        **kwargs,
+    )
+
+
+def test_prepare_corpus_demo_meld_end_to_end(tmp_path, demo_meld_root, capsys):
+    from smcn_tf.data import demo_meld, meld
+
+    root = demo_meld_root
+    out_dir = tmp_path / "records"
+    report = _prepare_corpus("demo-meld", root, out_dir, max_seconds=3.0)
+    assert "WARNING" not in capsys.readouterr().err  # No published counts for the demo.
+
+    corrupt, missing, long_clip = (demo_meld.QUIRKS[key] for key in ("corrupt", "missing", "long"))
+    assert report["num_utterances"] == 41 and report["num_examples"] == 40
+    assert report["kept"]["total"] == 40
+    assert report["kept"]["by_group"] == {"dev": 13, "test": 14, "train": 13}
+    assert sum(report["kept"]["by_label"].values()) == 40
+    # Parser: the missing dev clip, and the extra test clip no row annotates.
+    missing_path = os.path.join(root, "dev_splits_complete", "dia1_utt0.mp4")
+    assert report["parser"]["skipped"] == [[missing, f"missing media file {missing_path}"]]
+    assert report["parser"]["unannotated_media"] == {
+        "train": {"count": 0, "examples": []},
+        "dev": {"count": 0, "examples": []},
+        "test": {"count": 1, "examples": ["dia999_utt0.mp4"]},
+    }
+    assert report["parser"]["encodings"] == demo_meld.CSV_ENCODINGS
+    # Features: the corrupt clip is skipped with the decoder's reason.
+    (skipped,) = report["skipped"]
+    corrupt_path = os.path.join(root, "train_splits", "dia1_utt1.mp4")
+    assert skipped["utterance_id"] == corrupt and skipped["audio_path"] == corrupt_path
+    assert skipped["reason"].startswith(
+        f"cannot read audio: ValueError: {corrupt_path}: cannot open media file"
+    )
+    assert skipped["stage"] == "read_audio"
+    assert report["dropped"] == {
+        "total": 2, "by_reason": {"cannot read audio": 1, "missing media file": 1}
+    }
+    # The long clip is cut at max_seconds.
+    (truncated,) = report["truncated"]
+    assert truncated["utterance_id"] == long_clip and truncated["kept_seconds"] == 3.0
+    assert truncated["source_seconds"] >= demo_meld.LONG_CLIP_SECONDS
+    with open(out_dir / "report.json") as file:
+        assert json.load(file) == report
+
+    manifest = records.read_manifest(out_dir)
+    assert manifest["corpus"] == "demo-meld" and manifest["class_names"] == list(meld.CLASS_NAMES)
+    assert manifest["groups"] == ["dev", "test", "train"] and manifest["num_examples"] == 40
+    lengths = {
+        value.decode(): int(inputs["audio_length"][row])
+        for inputs, _, metadata in pipeline.make_dataset(out_dir, include_metadata=True)
+        for row, value in enumerate(metadata["utterance_id"].numpy())
+    }
+    assert corrupt not in lengths and missing not in lengths
+    assert lengths[long_clip] == -(-(1 + (48000 - 400) // 160) // 4)
+
+    check = report["counts_check"]
+    assert check["reference"] is None and check["warnings"] == []
+    table = prepare.format_counts_table(report)
+    assert table.splitlines()[0] == "counts of 'demo-meld' vs no published counts (demo corpus)"
+    assert re.search(r"^rows train\s+14\s+13\s+-$", table, re.MULTILINE)
+    assert re.search(r"^rows total\s+42\s+40\s+-$", table, re.MULTILINE)
+
+    # A rerun reuses every shard and reports the same.
+    again = _prepare_corpus("demo-meld", root, out_dir, max_seconds=3.0)
+    assert again["shards"]["reused"] == again["shards"]["total"] == 6
+    for key in ("kept", "dropped", "skipped", "truncated", "parser", "counts_check"):
+        assert again[key] == report[key]
+
+
+def test_meld_counts_warning(tmp_path, demo_meld_root, capsys):
+    # The demo in the real corpus' place: its row counts are far from MELD's.
+    report = _prepare_corpus("meld", demo_meld_root, tmp_path / "records")
+    error = capsys.readouterr().err
+    assert (
+        "WARNING: read 42 rows (train 14, dev 14, test 14), the official MELD release has "
+        "13708 (train 9989, dev 1109, test 2610)." in error
+    )
+    assert "- train: read 14 rows from train_sent_emo.csv, the official release has 9989" in error
+    check = report["counts_check"]
+    assert check["reference"] == "the official MELD release (train 9989, dev 1109, test 2610 rows)"
+    assert check["warnings"][0] == (
+        "train: read 14 rows from train_sent_emo.csv, the official release has 9989"
+    )
+    table = prepare.format_counts_table(report)
+    assert re.search(r"^rows dev\s+14\s+13\s+1109  <-- differs$", table, re.MULTILINE)
+    assert re.search(r"^emotion joy\s+6\s+\d+\s+2308  <-- differs$", table, re.MULTILINE)
+    assert report["features"]["max_seconds"] == 30.0  # MELD's default limit.
+
+
+def _write_tiny_iemocap(root):
+    """Five sessions, one kept turn (ang, hap, neu, sad, exc) and one fru turn each."""
+    rng = np.random.default_rng(1)
+    for session, label in zip(range(1, 6), ("ang", "hap", "neu", "sad", "exc")):
+        dialog = f"Ses0{session}F_impro01"
+        base = root / f"Session{session}"
+        evaluation = base / "dialog" / "EmoEvaluation"
+        transcriptions = base / "dialog" / "transcriptions"
+        wav_dir = base / "sentences" / "wav" / dialog
+        for folder in (evaluation, transcriptions, wav_dir):
+            folder.mkdir(parents=True)
+        (evaluation / f"{dialog}.txt").write_text(
+            "% [START_TIME - END_TIME] TURN_NAME EMOTION [V, A, D]\n\n"
+            f"[1.0000 - 2.0000]\t{dialog}_F000\t{label}\t[2.5000, 2.5000, 2.5000]\n\n"
+            f"[3.0000 - 4.0000]\t{dialog}_M000\tfru\t[2.0000, 3.5000, 3.5000]\n"
+        )
+        (transcriptions / f"{dialog}.txt").write_text(
+            f"{dialog}_F000 [001.0000-002.0000]: Excuse me.\n"
+            f"{dialog}_M000 [003.0000-004.0000]: Do you have your forms?\n"
+        )
+        for turn in ("F000", "M000"):
+            samples = 0.1 * rng.standard_normal(int(0.4 * SAMPLE_RATE))
+            soundfile.write(wav_dir / f"{dialog}_{turn}.wav", samples, SAMPLE_RATE, "PCM_16")
+    return root
+
+
+def test_iemocap_counts_warning(tmp_path, capsys):
+    from smcn_tf.data import iemocap
+
+    root = _write_tiny_iemocap(tmp_path / "IEMOCAP_full_release")
+    report = _prepare_corpus("iemocap", root, tmp_path / "records", pooling=5)
+    error = capsys.readouterr().err
+    assert "WARNING: parsed 5 utterances, the standard 4-class set has 5531." in error
+    assert "- total: parsed 5 utterances, the full release has 5531 in the 4-class set" in error
+    assert "report.json" in error
+
+    counts = iemocap.parse_iemocap(root).counts()
+    check = report["counts_check"]
+    assert check["warnings"] == iemocap.compare_to_expected(counts)
+    assert check["reference"] == "IEMOCAP_full_release, 4-class set (5531 utterances)"
+    assert report["parser"]["dropped_labels"] == {"fru": 5}
+    assert report["dropped"] == {
+        "total": 5, "by_reason": {"label fru (not one of the classes)": 5}
+    }
+    assert report["num_examples"] == 5 and report["features"]["max_seconds"] is None
+    with open(tmp_path / "records" / "report.json") as file:
+        assert json.load(file)["counts_check"] == check
+    table = prepare.format_counts_table(report)
+    assert re.search(r"^total\s+5\s+5\s+5531  <-- differs$", table, re.MULTILINE)
+    assert re.search(r"^class happy\s+2\s+2\s+1636  <-- differs$", table, re.MULTILINE)
+    assert re.search(r"^Session1\s+1\s+1\s+1085  <-- differs$", table, re.MULTILINE)
+    assert re.search(r"^dropped label fru\s+5\s+-\s+1849  <-- differs$", table, re.MULTILINE)
+
+    # The same tree as the demo corpus: no published counts, no warning.
+    report = _prepare_corpus("demo", root, tmp_path / "demo_records", pooling=5)
+    assert "WARNING" not in capsys.readouterr().err
+    assert report["counts_check"]["warnings"] == []
+    table = prepare.format_counts_table(report)
+    assert re.search(r"^total\s+5\s+5\s+-$", table, re.MULTILINE)
