@@ -6,6 +6,7 @@
 #   SMCN          the smcn command (default .venv/bin/smcn if present, else smcn)
 #   SMCN_SET      extra space-separated section.key=value overrides for every train run
 #   TEXT_ENCODER  a local Hugging Face BERT dir (the paper: bert-base-uncased)
+#   DEMO_MELD_PER_CLASS  --demo only: utterances per class and split of the MELD demo (12)
 
 set -euo pipefail
 

@@ -12,7 +12,7 @@ WORK="${WORK:-work/table2}"
 
 if [[ "$1" == "--demo" ]]; then
   config="$REPO/configs/demo_meld.yaml" corpus=demo-meld data="$WORK/demo-corpus"
-  "$SMCN" demo-data --layout meld --out "$data"
+  "$SMCN" demo-data --layout meld --utterances-per-class "${DEMO_MELD_PER_CLASS:-12}" --out "$data"
 else
   config="$REPO/configs/meld.yaml" corpus=meld data="$1"
   require_dir "$data"

@@ -14,7 +14,7 @@ if [[ $# -eq 1 && "$1" == "--demo" ]]; then
   iemocap_config="$REPO/configs/demo.yaml" iemocap_corpus=demo iemocap="$WORK/demo-corpus"
   meld_config="$REPO/configs/demo_meld.yaml" meld_corpus=demo-meld meld="$WORK/demo-meld-corpus"
   "$SMCN" demo-data --out "$iemocap"
-  "$SMCN" demo-data --layout meld --out "$meld"
+  "$SMCN" demo-data --layout meld --utterances-per-class "${DEMO_MELD_PER_CLASS:-12}" --out "$meld"
 elif [[ $# -eq 2 ]]; then
   iemocap_config="$REPO/configs/iemocap.yaml" iemocap_corpus=iemocap iemocap="$1"
   meld_config="$REPO/configs/meld.yaml" meld_corpus=meld meld="$2"

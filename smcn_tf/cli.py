@@ -1,4 +1,4 @@
-"""The `smcn` command line: demo-data, prepare, train, evaluate, export.
+"""The `smcn` command line: demo-data, prepare, train, evaluate, export, report.
 
 Each subcommand has `--help`. Settings come from a YAML preset (`--config`,
 see `configs/`) and `--set section.key=value` overrides.
@@ -34,6 +34,14 @@ def _load_config(args):
 
 
 def command_demo_data(args):
+    if args.layout == "meld":
+        from smcn_tf.data.demo_meld import write_demo_meld
+
+        root = write_demo_meld(
+            args.out, seed=args.seed, utterances_per_class=args.utterances_per_class
+        )
+        print(f"Demo corpus (MELD.Raw layout) written to {root}")
+        return 0
     from smcn_tf.data.demo import write_demo_corpus
 
     root = write_demo_corpus(
@@ -44,7 +52,7 @@ def command_demo_data(args):
 
 
 def command_prepare(args):
-    from smcn_tf.prepare import prepare_corpus
+    from smcn_tf.prepare import format_counts_table, prepare_corpus
 
     config = _load_config(args)
     features = config.features
@@ -59,11 +67,10 @@ def command_prepare(args):
         shard_size=features.shard_size,
         strict=args.strict,
         progress=not args.quiet,
+        max_seconds=args.max_seconds,
     )
-    kept = report.get("kept", report.get("num_examples"))
+    print(format_counts_table(report))
     print(f"Prepared features in {args.out} (report: {os.path.join(args.out, 'report.json')})")
-    if kept is not None:
-        print(f"Kept: {kept if not isinstance(kept, dict) else kept.get('total', kept)}")
     return 0
 
 
@@ -129,11 +136,9 @@ def command_evaluate(args):
 
 
 def command_export(args):
-    from smcn_tf.export import export_model
-    from smcn_tf.model import load_model
+    from smcn_tf.export import export_from_run
 
-    model = load_model(args.model)
-    path = export_model(model, args.export_base, args.model_name, args.version)
+    path = export_from_run(args.model, args.export_base, args.model_name, args.version)
     print(f"SavedModel (TF Serving layout) written to {path}")
     print(f"Inspect it: saved_model_cli show --dir {path} --all")
     return 0
@@ -164,6 +169,12 @@ def build_parser():
         "demo-data", help="Write the built-in demo corpus in IEMOCAP's release layout."
     )
     demo.add_argument("--out", required=True, help="Directory to write the corpus to.")
+    demo.add_argument(
+        "--layout",
+        choices=["iemocap", "meld"],
+        default="iemocap",
+        help="Release layout to imitate: IEMOCAP_full_release (default) or MELD.Raw.",
+    )
     demo.add_argument("--seed", type=int, default=0, help="Random seed (default 0).")
     demo.add_argument(
         "--utterances-per-speaker",
@@ -171,12 +182,22 @@ def build_parser():
         default=24,
         help="Labelled utterances per speaker (default 24).",
     )
+    demo.add_argument(
+        "--utterances-per-class",
+        type=int,
+        default=4,
+        help="MELD layout: utterances per class and split (default 4).",
+    )
     demo.set_defaults(handler=command_demo_data)
 
     prepare = commands.add_parser(
         "prepare", help="Parse a corpus and write log-Mel + BERT features as TFRecords."
     )
-    prepare.add_argument("corpus", choices=["iemocap", "demo"], help="Corpus layout.")
+    prepare.add_argument(
+        "corpus",
+        choices=["iemocap", "demo", "meld", "demo-meld"],
+        help="Corpus layout: iemocap / demo (IEMOCAP_full_release), meld / demo-meld (MELD.Raw).",
+    )
     prepare.add_argument("--data-dir", required=True, help="Root of the raw corpus.")
     prepare.add_argument("--out", required=True, help="Directory for shards + manifest.")
     prepare.add_argument(
@@ -187,6 +208,11 @@ def build_parser():
         "--strict",
         action="store_true",
         help="Stop at the first missing wav or transcript instead of skipping it.",
+    )
+    prepare.add_argument(
+        "--max-seconds",
+        type=float,
+        help="Cut longer clips (reported); default 30 s for MELD, no limit for IEMOCAP.",
     )
     prepare.add_argument("--quiet", action="store_true", help="No progress bar.")
     _add_config_arguments(prepare)
@@ -216,7 +242,12 @@ def build_parser():
     export = commands.add_parser(
         "export", help="Export a trained model as a TF Serving SavedModel."
     )
-    export.add_argument("--model", required=True, help="A model.keras written by train.")
+    export.add_argument(
+        "--model",
+        required=True,
+        help="A <run>/<fold>/model.keras written by train (the run's features.json "
+        "says how to rebuild the raw-input front end).",
+    )
     export.add_argument(
         "--export-base", required=True, help="Base path: <base>/<model-name>/<version>/."
     )

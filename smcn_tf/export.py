@@ -679,7 +679,7 @@ def load_tokenizer(export_version_dir):
     Example:
 
     >>> tokenizer = load_tokenizer("export/smcn/1")  # doctest: +SKIP
-    >>> tokenizer(["I am so happy."], truncation=True, max_length=150)["input_ids"]
+    >>> tokenizer(["I am so happy."], max_length=150, truncation=True)["input_ids"]  # doctest: +SKIP
     [[101, 1045, 2572, 2061, 3407, 1012, 102]]
     """
     directory = os.path.join(os.fspath(export_version_dir), "assets.extra", TOKENIZER_DIRECTORY)
@@ -694,9 +694,7 @@ def load_tokenizer(export_version_dir):
 
 
 def load_for_keras(path):
-    """Load a `.keras` model saved by `smcn train`."""
-    if not os.path.isfile(path):
-        raise ValueError(f"No saved model at {path}.")
-    import keras
+    """Load a `.keras` model saved by `smcn train` (see `smcn_tf.model.load_model`)."""
+    from smcn_tf.model import load_model
 
-    return keras.saving.load_model(path)
+    return load_model(path)

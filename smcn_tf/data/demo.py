@@ -232,7 +232,7 @@ _LABEL_CATEGORIES = {
 _HEADER_LINE = "% [START_TIME - END_TIME] TURN_NAME EMOTION [V, A, D]"
 
 
-def _compose_transcript(valence, rng):
+def compose_transcript(valence, rng):
     """Compose one sentence of the given valence from the template parts.
 
     Args:
@@ -503,7 +503,7 @@ def _utterance_content(seed, session, gender, index, raw_label, voice, sample_ra
         # Dropped turns get any voice and words; the parser never keeps them.
         arousal = ("low", "medium", "high")[rng.integers(3)]
         valence = ("positive", "negative", "neutral")[rng.integers(3)]
-    transcript = _compose_transcript(valence, rng)
+    transcript = compose_transcript(valence, rng)
     samples = synthesize_utterance(rng, voice, arousal, sample_rate)
     return samples, transcript
 
