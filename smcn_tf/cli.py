@@ -1,4 +1,4 @@
-"""The `smcn` command line: demo-data, prepare, train, evaluate, export, report.
+"""The `smcn` command line: demo-data, prepare, train, evaluate, export, report, serve, predict.
 
 Each subcommand has `--help`. Settings come from a YAML preset (`--config`,
 see `configs/`) and `--set section.key=value` overrides.
@@ -271,6 +271,11 @@ def build_parser():
     )
     report.add_argument("--out", help="Write the markdown here instead of printing it.")
     report.set_defaults(handler=command_report)
+
+    # `serve` (a local server with TF Serving's gRPC/REST API) and `predict`.
+    from smcn_tf.serving import commands as serving_commands
+
+    serving_commands.add_parsers(commands)
     return parser
 
 

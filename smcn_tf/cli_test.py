@@ -16,7 +16,7 @@ TINY = [
 ]
 
 
-@pytest.mark.parametrize("command", ["demo-data", "prepare", "train", "evaluate", "export", "report"])
+@pytest.mark.parametrize("command", ["demo-data", "prepare", "train", "evaluate", "export", "report", "serve", "predict"])
 def test_every_subcommand_has_help(command):
     completed = subprocess.run(
         [sys.executable, "-m", "smcn_tf.cli", command, "--help"],

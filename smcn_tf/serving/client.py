@@ -1,0 +1,543 @@
+"""Clients of a served SMCN: in-process, gRPC (TF Serving's API) or REST.
+
+`SMCNClient` turns what a user has (an audio file or a waveform, and a
+transcript) into the `serving_default` inputs of an SMCN export (16 kHz
+waveforms and WordPiece ids, padded per batch), sends them over the chosen
+transport, and returns `Prediction`s: the class, the probabilities and the
+attention weights trimmed to the real frames and tokens, with the tokens
+themselves for explanation.
+
+The three transports answer the same for the same export:
+
+- `model_dir=`: loads the SavedModel in this process (no server).
+- `grpc_target="host:8500"`: `PredictionService.Predict` of TF Serving or
+  `smcn serve`.
+- `rest_url="http://host:8501"`: `POST /v1/models/<name>:predict`, in the
+  row (`"instances"`) or columnar (`"inputs"`) format.
+
+Example:
+
+>>> client = SMCNClient(grpc_target="localhost:8500")  # doctest: +SKIP
+>>> prediction = client.predict("clip.wav", "I can't believe you did that!")
+>>> prediction.class_name, prediction.top_tokens(3)
+('ang', [('believe', 0.31), ('did', 0.22), ('!', 0.12)])
+"""
+
+import dataclasses
+import json
+import math
+import os
+import urllib.error
+import urllib.parse
+import urllib.request
+
+import numpy as np
+
+from smcn_tf.serving.errors import ServingError, code_for_http_status
+
+DEFAULT_MAX_TOKENS = 150
+DEFAULT_SAMPLE_RATE = 16000
+SIGNATURE = "serving_default"
+# Front-end framing of the exported log-Mel layer (25 ms windows every 10 ms).
+WINDOW_MS = 25.0
+HOP_MS = 10.0
+
+
+@dataclasses.dataclass
+class Prediction:
+    """One answer of a served SMCN.
+
+    Attributes:
+        class_name: the predicted class's name.
+        class_id: the predicted class's index.
+        probabilities: one probability per class, in class order.
+        class_names: the class names in order, when known (in-process from
+            the export's `smcn.json`, or passed to the client); else `None`.
+        tokens: the word pieces the model read, `[CLS]` and `[SEP]` included.
+        text_attention: one weight per token of `tokens`.
+        audio_attention: one weight per pooled audio frame (trimmed to the
+            clip's real frames when the frame settings are known).
+        model_version: the version that answered, when the transport says.
+    """
+
+    class_name: str
+    class_id: int
+    probabilities: list
+    class_names: list = None
+    tokens: list = dataclasses.field(default_factory=list)
+    text_attention: list = dataclasses.field(default_factory=list)
+    audio_attention: list = dataclasses.field(default_factory=list)
+    model_version: int = None
+
+    @property
+    def probability_by_class(self):
+        """Class name (or index as a string when names are unknown) -> probability."""
+        names = self.class_names or [str(index) for index in range(len(self.probabilities))]
+        return dict(zip(names, self.probabilities))
+
+    def top_tokens(self, count=5, skip_special=True):
+        """The `count` most attended tokens as `(token, weight)`, highest first."""
+        pairs = [
+            (token, weight)
+            for token, weight in zip(self.tokens, self.text_attention)
+            if not (skip_special and token.startswith("[") and token.endswith("]"))
+        ]
+        return sorted(pairs, key=lambda pair: -pair[1])[:count]
+
+    def to_dict(self):
+        """A JSON-ready dict of every field plus `probability_by_class`."""
+        result = dataclasses.asdict(self)
+        result["probability_by_class"] = self.probability_by_class
+        return result
+
+
+def _read_export_description(version_dir):
+    path = os.path.join(version_dir, "assets.extra", "smcn.json")
+    if not os.path.isfile(path):
+        return {}
+    try:
+        with open(path, encoding="utf-8") as stream:
+            description = json.load(stream)
+    except (OSError, json.JSONDecodeError) as error:
+        raise ValueError(f"{path}: cannot read the export description: {error}")
+    return description if isinstance(description, dict) else {}
+
+
+def _first(*values):
+    for value in values:
+        if value is not None:
+            return value
+    return None
+
+
+class SMCNClient:
+    """Predicts emotions from audio + transcript with a served SMCN.
+
+    Pass exactly one of `model_dir`, `grpc_target` or `rest_url`.
+
+    Args:
+        model_dir: an export to load in this process: a version directory,
+            a model base directory (newest version) or an export base with
+            `<model_name>/<version>`.
+        grpc_target: `host:port` of TF Serving's (or `smcn serve`'s) gRPC API.
+        rest_url: `http://host:port` of the REST API.
+        model_name: the served model's name.
+        version: a version number to ask for; default the newest.
+        tokenizer_dir: a Hugging Face tokenizer directory; default the
+            export's `assets.extra/tokenizer` (in-process), else the installed
+            all-MiniLM-L6-v2's.
+        max_tokens: the most tokens per transcript, `[CLS]`/`[SEP]` included;
+            default from the export's `smcn.json` (in-process), else 150.
+        rest_format: `"instances"` (row format) or `"inputs"` (columnar).
+        class_names: the class names; default from the export's `smcn.json`
+            (in-process), else unknown (probabilities are a plain list).
+        pooling: log-Mel frames per pooled frame, to trim `audio_attention`
+            to a clip's real frames; default from `smcn.json`, else no
+            trimming in batches (a single clip is never padded).
+        max_frames: the most pooled frames; default from `smcn.json`.
+        sample_rate: the waveform rate the model takes; default 16000.
+        timeout: seconds to wait for a remote answer.
+
+    Raises:
+        ValueError: bad arguments, or no export / tokenizer where named.
+
+    Example:
+
+    >>> client = SMCNClient(model_dir="export/smcn")  # doctest: +SKIP
+    >>> client.predict("clip.wav", "leave me alone").class_name
+    'sad'
+    """
+
+    def __init__(
+        self,
+        model_dir=None,
+        grpc_target=None,
+        rest_url=None,
+        model_name="smcn",
+        version=None,
+        tokenizer_dir=None,
+        max_tokens=None,
+        rest_format="instances",
+        class_names=None,
+        pooling=None,
+        max_frames=None,
+        sample_rate=None,
+        timeout=60.0,
+    ):
+        chosen = [name for name, value in (
+            ("model_dir", model_dir), ("grpc_target", grpc_target), ("rest_url", rest_url)
+        ) if value]
+        if len(chosen) != 1:
+            raise ValueError(
+                "Pass exactly one of model_dir=, grpc_target= or rest_url= "
+                f"(got {', '.join(chosen) or 'none'})."
+            )
+        if rest_format not in ("instances", "inputs"):
+            raise ValueError(f"rest_format must be 'instances' or 'inputs', got {rest_format!r}.")
+        self.transport = chosen[0].split("_")[0]  # "model", "grpc" or "rest"
+        if self.transport == "model":
+            self.transport = "in-process"
+        self.model_name = model_name
+        self.version = None if version is None else int(version)
+        self.rest_format = rest_format
+        self.timeout = timeout
+        description = {}
+        self._loaded = None
+        self._channel = None
+        if model_dir:
+            from smcn_tf.serving.model_store import resolve_version_dir
+
+            self.version_dir, found_version = resolve_version_dir(model_dir, model_name)
+            if self.version is not None and found_version not in (None, self.version):
+                self.version_dir = os.path.join(os.path.dirname(self.version_dir), str(self.version))
+                if not os.path.isdir(self.version_dir):
+                    raise ValueError(f"No version {self.version} at {self.version_dir}.")
+                found_version = self.version
+            self.model_version = found_version
+            description = _read_export_description(self.version_dir)
+            exported_tokenizer = os.path.join(
+                self.version_dir, "assets.extra",
+                (description.get("tokenizer") or {}).get("directory") or "tokenizer",
+            )
+            if tokenizer_dir is None and os.path.isdir(exported_tokenizer):
+                tokenizer_dir = exported_tokenizer
+        elif grpc_target:
+            import grpc
+            from tensorflow_serving.apis import prediction_service_pb2_grpc
+
+            self.grpc_target = grpc_target
+            self._channel = grpc.insecure_channel(
+                grpc_target,
+                options=[
+                    ("grpc.max_receive_message_length", -1),
+                    ("grpc.max_send_message_length", -1),
+                ],
+            )
+            self._stub = prediction_service_pb2_grpc.PredictionServiceStub(self._channel)
+        else:
+            parsed = urllib.parse.urlsplit(rest_url)
+            if parsed.scheme not in ("http", "https") or not parsed.netloc:
+                raise ValueError(f"rest_url must look like http://host:8501, got {rest_url!r}.")
+            self.rest_url = rest_url.rstrip("/")
+        settings = description.get("feature_settings") or {}
+        audio = description.get("audio") or {}
+        tokenizer_info = description.get("tokenizer") or {}
+        model_config = description.get("model_config") or {}
+        self.class_names = _first(
+            class_names, description.get("class_names"), model_config.get("class_names")
+        )
+        self.max_tokens = int(_first(
+            max_tokens, tokenizer_info.get("max_tokens"), settings.get("max_tokens"),
+            DEFAULT_MAX_TOKENS,
+        ))
+        self.pooling = _first(pooling, audio.get("pooling"), settings.get("pooling"))
+        self.max_frames = _first(max_frames, audio.get("max_frames"), settings.get("max_frames"))
+        self.sample_rate = int(_first(
+            sample_rate, audio.get("sample_rate"), settings.get("sample_rate"),
+            DEFAULT_SAMPLE_RATE,
+        ))
+        if self.max_tokens < 2:
+            raise ValueError(f"max_tokens must be >= 2 ([CLS] and [SEP]), got {self.max_tokens}.")
+        self.tokenizer = self._load_tokenizer(tokenizer_dir)
+
+    @staticmethod
+    def _load_tokenizer(tokenizer_dir):
+        import transformers
+
+        if tokenizer_dir is None:
+            from smcn_tf.features.text import default_checkpoint_dir
+
+            tokenizer_dir = default_checkpoint_dir()
+        if not os.path.isdir(tokenizer_dir):
+            raise ValueError(f"tokenizer_dir {tokenizer_dir} is not a directory.")
+        tokenizer = transformers.AutoTokenizer.from_pretrained(tokenizer_dir, local_files_only=True)
+        if tokenizer.pad_token_id is None:
+            raise ValueError(f"The tokenizer in {tokenizer_dir} defines no padding token.")
+        return tokenizer
+
+    # Life cycle.
+    def close(self):
+        """Closes the gRPC channel (nothing to do for the other transports)."""
+        if self._channel is not None:
+            self._channel.close()
+            self._channel = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        self.close()
+
+    # Inputs.
+    def _waveform(self, audio, index):
+        if isinstance(audio, (str, os.PathLike)):
+            from smcn_tf.features.audio import read_waveform
+
+            return read_waveform(audio, sample_rate=self.sample_rate)
+        array = np.asarray(audio, dtype=np.float32)
+        if array.ndim != 1 or array.size == 0:
+            raise ValueError(
+                f"audio of item {index} must be a file path or a non-empty 1-D float waveform "
+                f"at {self.sample_rate} Hz, got an array of shape {array.shape}."
+            )
+        if not np.all(np.isfinite(array)):
+            raise ValueError(f"audio of item {index} holds NaN or infinite samples.")
+        return array
+
+    def make_inputs(self, items):
+        """The `serving_default` inputs of a batch of `(audio, text)` pairs.
+
+        Args:
+            items: a list of `(audio, text)`; audio is a path (read and
+                resampled to the model's rate) or a 1-D float32 waveform.
+
+        Returns:
+            A tuple `(inputs, token_lists)`: the dict of padded numpy inputs
+            and, per item, the list of its token ids.
+        """
+        items = list(items)
+        if not items:
+            raise ValueError("Nothing to predict: the batch is empty.")
+        waveforms, texts = [], []
+        for index, item in enumerate(items):
+            if not (isinstance(item, (tuple, list)) and len(item) == 2):
+                raise ValueError(f"Item {index} must be an (audio, text) pair, got {item!r}.")
+            audio, text = item
+            if not isinstance(text, str):
+                raise ValueError(
+                    f"text of item {index} must be a string, got {type(text).__name__}."
+                )
+            waveforms.append(self._waveform(audio, index))
+            texts.append(text)
+        token_lists = self.tokenizer(
+            texts, add_special_tokens=True, truncation=True, max_length=self.max_tokens,
+            padding=False, return_attention_mask=False, return_token_type_ids=False,
+        )["input_ids"]
+        samples = max(waveform.shape[0] for waveform in waveforms)
+        tokens = max(len(ids) for ids in token_lists)
+        batch = len(items)
+        inputs = {
+            "waveform": np.zeros((batch, samples), np.float32),
+            "waveform_length": np.zeros((batch,), np.int32),
+            "input_ids": np.full((batch, tokens), self.tokenizer.pad_token_id, np.int32),
+            "attention_mask": np.zeros((batch, tokens), np.int32),
+        }
+        for row, (waveform, ids) in enumerate(zip(waveforms, token_lists)):
+            inputs["waveform"][row, : waveform.shape[0]] = waveform
+            inputs["waveform_length"][row] = waveform.shape[0]
+            inputs["input_ids"][row, : len(ids)] = ids
+            inputs["attention_mask"][row, : len(ids)] = 1
+        return inputs, token_lists
+
+    def _valid_frames(self, num_samples):
+        """Pooled log-Mel frames of a clip, or `None` when the settings are unknown."""
+        if not self.pooling:
+            return None
+        window = int(round(self.sample_rate * WINDOW_MS / 1000.0))
+        hop = int(round(self.sample_rate * HOP_MS / 1000.0))
+        frames = 1 + (num_samples - window) // hop if num_samples >= window else 1
+        pooled = math.ceil(frames / int(self.pooling))
+        return min(pooled, int(self.max_frames)) if self.max_frames else pooled
+
+    # Transports.
+    def predict_raw(self, inputs, signature_name=SIGNATURE):
+        """Sends prepared inputs; returns `(outputs, version)` as numpy arrays."""
+        if self.transport == "in-process":
+            return self._predict_in_process(inputs, signature_name)
+        if self.transport == "grpc":
+            return self._predict_grpc(inputs, signature_name)
+        return self._predict_rest(inputs, signature_name)
+
+    def _signatures(self):
+        if self._loaded is None:
+            import tensorflow as tf
+
+            self._loaded = tf.saved_model.load(self.version_dir)
+        return self._loaded.signatures
+
+    def _predict_in_process(self, inputs, signature_name):
+        import tensorflow as tf
+
+        signatures = self._signatures()
+        if signature_name not in signatures:
+            raise ServingError(
+                "FAILED_PRECONDITION",
+                f'Serving signature key "{signature_name}" not found in {self.version_dir} '
+                f"(it has: {', '.join(sorted(signatures))}).",
+            )
+        try:
+            outputs = signatures[signature_name](
+                **{name: tf.constant(value) for name, value in inputs.items()}
+            )
+        except (TypeError, ValueError, tf.errors.InvalidArgumentError) as error:
+            raise ServingError("INVALID_ARGUMENT", str(error))
+        return {name: value.numpy() for name, value in outputs.items()}, self.model_version
+
+    def _predict_grpc(self, inputs, signature_name):
+        import grpc
+        import tensorflow as tf
+        from tensorflow_serving.apis import predict_pb2
+
+        request = predict_pb2.PredictRequest()
+        request.model_spec.name = self.model_name
+        request.model_spec.signature_name = signature_name
+        if self.version is not None:
+            request.model_spec.version.value = self.version
+        for name, value in inputs.items():
+            request.inputs[name].CopyFrom(tf.make_tensor_proto(value))
+        try:
+            response = self._stub.Predict(request, timeout=self.timeout)
+        except grpc.RpcError as error:
+            raise _grpc_error(error, self.grpc_target)
+        outputs = {name: tf.make_ndarray(proto) for name, proto in response.outputs.items()}
+        return outputs, response.model_spec.version.value
+
+    def _model_path(self):
+        path = f"/v1/models/{urllib.parse.quote(self.model_name, safe='')}"
+        return path + (f"/versions/{self.version}" if self.version is not None else "")
+
+    def _rest_call(self, path, body=None):
+        data = None if body is None else json.dumps(body, separators=(",", ":")).encode("utf-8")
+        request = urllib.request.Request(
+            self.rest_url + path, data=data, headers={"Content-Type": "application/json"}
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout) as response:
+                return json.loads(response.read())
+        except urllib.error.HTTPError as error:
+            try:
+                message = json.loads(error.read()).get("error", error.reason)
+            except (ValueError, AttributeError):
+                message = str(error.reason)
+            raise ServingError(code_for_http_status(error.code), message, http_status=error.code)
+        except (urllib.error.URLError, ConnectionError, TimeoutError) as error:
+            raise ServingError(
+                "UNAVAILABLE",
+                f"Cannot reach the REST API at {self.rest_url}: "
+                f"{getattr(error, 'reason', error)}. Is the server running?",
+            )
+
+    def _predict_rest(self, inputs, signature_name):
+        names = sorted(inputs)
+        if self.rest_format == "inputs":
+            body = {"signature_name": signature_name,
+                    "inputs": {name: inputs[name].tolist() for name in names}}
+        else:
+            columns = {name: inputs[name].tolist() for name in names}
+            body = {
+                "signature_name": signature_name,
+                "instances": [
+                    {name: columns[name][row] for name in names}
+                    for row in range(len(columns[names[0]]))
+                ],
+            }
+        answer = self._rest_call(self._model_path() + ":predict", body)
+        if "outputs" in answer:
+            columns = answer["outputs"]
+        else:
+            rows = answer["predictions"]
+            columns = {name: [row[name] for row in rows] for name in rows[0]}
+        return {name: np.asarray(value) for name, value in columns.items()}, self.version
+
+    def get_metadata(self):
+        """The model's signatures, as TF Serving's REST metadata JSON.
+
+        Returns:
+            `{"model_spec": {"name", "signature_name", "version"},
+            "metadata": {"signature_def": {"signature_def": {...}}}}`, the
+            same dict over every transport.
+        """
+        from smcn_tf.serving.server import metadata_to_json
+
+        if self.transport == "rest":
+            return self._rest_call(self._model_path() + "/metadata")
+        from tensorflow_serving.apis import get_model_metadata_pb2
+
+        if self.transport == "in-process":
+            from smcn_tf.serving.model_store import read_signature_defs
+
+            signature_map = get_model_metadata_pb2.SignatureDefMap()
+            for key, value in read_signature_defs(self.version_dir).items():
+                signature_map.signature_def[key].CopyFrom(value)
+            return metadata_to_json(self.model_name, self.model_version, signature_map)
+        import grpc
+
+        request = get_model_metadata_pb2.GetModelMetadataRequest()
+        request.model_spec.name = self.model_name
+        if self.version is not None:
+            request.model_spec.version.value = self.version
+        request.metadata_field.append("signature_def")
+        try:
+            response = self._stub.GetModelMetadata(request, timeout=self.timeout)
+        except grpc.RpcError as error:
+            raise _grpc_error(error, self.grpc_target)
+        signature_map = get_model_metadata_pb2.SignatureDefMap()
+        response.metadata["signature_def"].Unpack(signature_map)
+        return metadata_to_json(
+            response.model_spec.name, response.model_spec.version.value, signature_map
+        )
+
+    # Predictions.
+    def predict(self, audio, text):
+        """Predicts one clip.
+
+        Args:
+            audio: a WAV/FLAC path (resampled to 16 kHz) or a 1-D float32
+                waveform at the model's sample rate.
+            text: the transcript.
+
+        Returns:
+            A `Prediction`.
+        """
+        return self.predict_batch([(audio, text)])[0]
+
+    def predict_batch(self, items):
+        """Predicts a batch of `(audio, text)` pairs in one request.
+
+        Returns:
+            A list of `Prediction`, in input order.
+        """
+        inputs, token_lists = self.make_inputs(items)
+        outputs, version = self.predict_raw(inputs)
+        missing = {"probabilities", "class_id", "class_name"} - set(outputs)
+        if missing:
+            raise ServingError(
+                "FAILED_PRECONDITION",
+                f"The model's answer lacks {sorted(missing)}: is it an SMCN export?",
+            )
+        predictions = []
+        padded_frames = None
+        if "audio_attention" in outputs:
+            padded_frames = np.asarray(outputs["audio_attention"]).shape[1]
+        for row, ids in enumerate(token_lists):
+            name = outputs["class_name"][row]
+            name = name.decode("utf-8") if isinstance(name, bytes) else str(name)
+            audio_attention, text_attention = [], []
+            if "audio_attention" in outputs:
+                frames = self._valid_frames(int(inputs["waveform_length"][row]))
+                if frames is None and len(token_lists) == 1:
+                    frames = padded_frames  # a lone clip is not padded
+                audio_attention = [float(v) for v in outputs["audio_attention"][row][:frames]]
+            if "text_attention" in outputs:
+                text_attention = [float(v) for v in outputs["text_attention"][row][: len(ids)]]
+            predictions.append(
+                Prediction(
+                    class_name=name,
+                    class_id=int(outputs["class_id"][row]),
+                    probabilities=[float(v) for v in outputs["probabilities"][row]],
+                    class_names=list(self.class_names) if self.class_names else None,
+                    tokens=self.tokenizer.convert_ids_to_tokens(list(ids)),
+                    text_attention=text_attention,
+                    audio_attention=audio_attention,
+                    model_version=int(version) if version else None,
+                )
+            )
+        return predictions
+
+
+def _grpc_error(error, target):
+    code = error.code()
+    details = error.details() or ""
+    if code.name == "UNAVAILABLE":
+        details = f"Cannot reach the gRPC API at {target}: {details}. Is the server running?"
+    return ServingError(code.name if code.name != "OK" else "UNKNOWN", details)

@@ -1,0 +1,558 @@
+"""The versions of one served model, loaded from disk and kept fresh, and Predict.
+
+This is the transport-free core of `smcn serve`, written to behave like
+TensorFlow Serving's model manager for one model with the default version
+policy:
+
+- A model lives at a base path; each version is a numeric sub-directory with
+  a SavedModel (`saved_model.pb`). Anything else (a temporary directory being
+  written, a directory without `saved_model.pb` yet) is ignored.
+- The newest `num_versions` versions (default 1: TF Serving's `latest`
+  policy) are loaded; a new version is loaded in the background while the
+  old one keeps serving, then the old one is unloaded. A version that fails
+  to load is reported in the status (state END, with the error) and retried
+  when its files change.
+- Requests name the model and optionally a version; without one they go to
+  the newest loaded version.
+- `assets.extra/tf_serving_warmup_requests` (TFRecord of `PredictionLog`)
+  is replayed before a version becomes available, as TF Serving does.
+
+The core is generic: it knows signatures only through the `SignatureDef`s of
+the SavedModel's meta graph, exactly as TF Serving does, so it serves any
+SavedModel with signatures.
+"""
+
+import logging
+import os
+import re
+import threading
+
+import numpy as np
+
+from smcn_tf.serving.errors import ServingError, invalid_argument, not_found
+
+logger = logging.getLogger("smcn_tf.serving")
+
+DEFAULT_SIGNATURE = "serving_default"
+WARMUP_FILE = os.path.join("assets.extra", "tf_serving_warmup_requests")
+# TF Serving replays at most this many warmup records.
+MAX_WARMUP_RECORDS = 1000
+_VERSION_DIRECTORY = re.compile(r"^\d+$")
+
+
+def _has_saved_model(path):
+    return os.path.isfile(os.path.join(path, "saved_model.pb")) or os.path.isfile(
+        os.path.join(path, "saved_model.pbtxt")
+    )
+
+
+def list_versions(base_path):
+    """The versions under a model's base path that hold a SavedModel.
+
+    Args:
+        base_path: `<export_base>/<model_name>`.
+
+    Returns:
+        The integer versions, ascending. Non-numeric entries (temporary
+        directories) and numeric directories without `saved_model.pb` yet
+        are left out.
+    """
+    try:
+        names = os.listdir(base_path)
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+    versions = []
+    for name in names:
+        path = os.path.join(base_path, name)
+        if _VERSION_DIRECTORY.match(name) and os.path.isdir(path) and _has_saved_model(path):
+            versions.append(int(name))
+    return sorted(versions)
+
+
+def resolve_version_dir(path, model_name=None):
+    """The SavedModel directory named by a version dir, a base dir or an export base.
+
+    Args:
+        path: a version directory (`.../smcn/3`), a model base directory
+            (`.../smcn`, newest version wins) or an export base that holds
+            `<model_name>/<version>`.
+        model_name: the model's name under an export base.
+
+    Returns:
+        A tuple `(version_dir, version)`; `version` is `None` when the
+        directory name is not a number.
+
+    Raises:
+        ValueError: no SavedModel is found there.
+    """
+    path = os.path.abspath(os.fspath(path))
+    if not os.path.isdir(path):
+        raise ValueError(f"{path} is not a directory; expected an exported SavedModel.")
+    if _has_saved_model(path):
+        name = os.path.basename(path)
+        return path, int(name) if _VERSION_DIRECTORY.match(name) else None
+    for base in (path, os.path.join(path, model_name) if model_name else None):
+        if base and list_versions(base):
+            version = list_versions(base)[-1]
+            return os.path.join(base, str(version)), version
+    raise ValueError(
+        f"No SavedModel under {path}: expected saved_model.pb there, numeric version "
+        f"directories (<base>/<version>/saved_model.pb)"
+        + (f" or {model_name}/<version>/saved_model.pb" if model_name else "")
+        + "."
+    )
+
+
+def read_signature_defs(version_dir, tags=("serve",)):
+    """The `SignatureDef` protos of a SavedModel, as TF Serving reads them.
+
+    Args:
+        version_dir: a SavedModel directory.
+        tags: the meta graph's tags; the first meta graph is used when none
+            carries them all.
+
+    Returns:
+        A dict from signature key to `tensorflow.core.protobuf.meta_graph_pb2.SignatureDef`,
+        including `__saved_model_init_op` when the SavedModel has one (TF
+        Serving lists it too).
+    """
+    from google.protobuf import text_format
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    saved_model = saved_model_pb2.SavedModel()
+    binary = os.path.join(version_dir, "saved_model.pb")
+    if os.path.isfile(binary):
+        with open(binary, "rb") as stream:
+            saved_model.ParseFromString(stream.read())
+    else:
+        with open(os.path.join(version_dir, "saved_model.pbtxt"), encoding="utf-8") as stream:
+            text_format.Parse(stream.read(), saved_model)
+    if not saved_model.meta_graphs:
+        raise ValueError(f"{version_dir}: the SavedModel holds no meta graph.")
+    chosen = saved_model.meta_graphs[0]
+    for meta_graph in saved_model.meta_graphs:
+        if set(tags) <= set(meta_graph.meta_info_def.tags):
+            chosen = meta_graph
+            break
+    return dict(chosen.signature_def)
+
+
+def _directory_fingerprint(path):
+    """Changes whenever a file under `path` is added, removed or rewritten."""
+    count, newest, total = 0, 0, 0
+    for root, _, files in os.walk(path):
+        for name in files:
+            try:
+                stat = os.stat(os.path.join(root, name))
+            except OSError:
+                continue
+            count += 1
+            newest = max(newest, stat.st_mtime_ns)
+            total += stat.st_size
+    return count, newest, total
+
+
+def _shape_text(dims):
+    return "[" + ",".join("?" if size < 0 else str(size) for size in dims) + "]"
+
+
+class InputSpec:
+    """dtype and shape of one signature input, read from its `TensorInfo`."""
+
+    def __init__(self, name, tensor_info):
+        import tensorflow as tf
+
+        self.name = name
+        self.dtype = tf.dtypes.as_dtype(tensor_info.dtype)
+        shape = tensor_info.tensor_shape
+        self.rank = None if shape.unknown_rank else len(shape.dim)
+        self.dims = None if shape.unknown_rank else [int(dim.size) for dim in shape.dim]
+
+    @property
+    def batched(self):
+        """Whether the first dimension is an unknown (batch) dimension."""
+        return bool(self.dims) and self.dims[0] < 0
+
+    def describe(self):
+        shape = "unknown shape" if self.dims is None else _shape_text(self.dims)
+        return f"{self.dtype.name} {shape}"
+
+
+class ServableVersion:
+    """One loaded version: the SavedModel, its signature functions and protos.
+
+    Attributes:
+        name: the model name.
+        version: the integer version.
+        path: the version directory.
+        signature_defs: signature key -> `SignatureDef` proto.
+        functions: signature key -> callable concrete function.
+    """
+
+    def __init__(self, name, version, path):
+        import tensorflow as tf
+
+        self.name = name
+        self.version = version
+        self.path = path
+        self.signature_defs = read_signature_defs(path)
+        self._loaded = tf.saved_model.load(path, tags=["serve"])
+        self.functions = dict(self._loaded.signatures)
+        self._input_specs = {
+            key: {
+                input_name: InputSpec(input_name, info)
+                for input_name, info in self.signature_defs[key].inputs.items()
+            }
+            for key in self.functions
+            if key in self.signature_defs
+        }
+
+    def signature(self, signature_name, rest=False):
+        """The resolved signature key, or a `ServingError` naming the known ones."""
+        key = signature_name or DEFAULT_SIGNATURE
+        if key not in self.functions or key not in self.signature_defs:
+            known = ", ".join(sorted(self.functions)) or "none"
+            if rest:
+                # TF Serving's REST handler says it this way, with INVALID_ARGUMENT.
+                raise invalid_argument(
+                    f'Serving signature name: "{key}" not found in signature def '
+                    f"(this model has: {known})."
+                )
+            raise ServingError(
+                "FAILED_PRECONDITION",
+                f'Serving signature key "{key}" not found (this model has: {known}).',
+            )
+        return key
+
+    def input_specs(self, signature_name):
+        """Input name -> `InputSpec` of a signature."""
+        return self._input_specs[self.signature(signature_name)]
+
+    def output_names(self, signature_name):
+        return sorted(self.signature_defs[self.signature(signature_name)].outputs)
+
+    def predict(self, signature_name, inputs, output_filter=()):
+        """Runs one signature on validated inputs.
+
+        Args:
+            signature_name: a signature key; empty means `serving_default`.
+            inputs: input name -> numpy array (strings as object arrays of
+                bytes).
+            output_filter: output names to return; empty returns them all.
+
+        Returns:
+            A tuple `(signature_key, outputs)` with outputs as a dict from
+            output name to numpy array, in sorted name order.
+
+        Raises:
+            ServingError: the request does not fit the signature.
+        """
+        import tensorflow as tf
+
+        key = self.signature(signature_name)
+        specs = self._input_specs[key]
+        tensors = validate_inputs(key, specs, inputs)
+        outputs = self.signature_defs[key].outputs
+        wanted = []
+        for alias in output_filter:
+            if alias not in outputs:
+                raise invalid_argument(
+                    f"output tensor alias not found in signature: {alias} Outputs "
+                    f"expected to be in the set {{{','.join(sorted(outputs))}}}."
+                )
+            if alias in wanted:
+                raise invalid_argument(f"duplicate output tensor alias: {alias}")
+            wanted.append(alias)
+        try:
+            result = self.functions[key](
+                **{name: tf.constant(value, dtype=specs[name].dtype) for name, value in tensors.items()}
+            )
+        except tf.errors.OpError as error:
+            code = type(error).__name__
+            code = {
+                "InvalidArgumentError": "INVALID_ARGUMENT",
+                "OutOfRangeError": "OUT_OF_RANGE",
+                "ResourceExhaustedError": "RESOURCE_EXHAUSTED",
+                "FailedPreconditionError": "FAILED_PRECONDITION",
+                "UnimplementedError": "UNIMPLEMENTED",
+            }.get(code, "INTERNAL")
+            raise ServingError(code, f"The model failed on this input: {error.message}")
+        except (TypeError, ValueError) as error:
+            raise invalid_argument(f"The model rejected this input: {error}")
+        names = wanted or sorted(result)
+        return key, {name: result[name].numpy() for name in names}
+
+
+def _numpy_dtype_name(array):
+    if array.dtype.kind in "OSU":
+        return "string"
+    return array.dtype.name
+
+
+def _dtype_matches(array, dtype):
+    import tensorflow as tf
+
+    if dtype == tf.string:
+        return array.dtype.kind in "OS"
+    if array.dtype.kind in "OSU":
+        return False
+    return tf.dtypes.as_dtype(array.dtype) == dtype
+
+
+def validate_inputs(signature_key, specs, inputs):
+    """Checks request inputs against a signature's inputs, as arrays.
+
+    Checks the names (none missing, none unknown), each input's dtype (no
+    silent casts), rank and known dimensions, and that every input whose
+    first dimension is the batch dimension has the same batch size.
+
+    Args:
+        signature_key: the signature's name, for messages.
+        specs: input name -> `InputSpec`.
+        inputs: input name -> numpy array.
+
+    Returns:
+        The inputs, as a dict.
+
+    Raises:
+        ServingError: INVALID_ARGUMENT with a message naming the input.
+    """
+    sent, expected = set(inputs), set(specs)
+    if sent != expected:
+        missing, extra = sorted(expected - sent), sorted(sent - expected)
+        parts = []
+        if missing:
+            parts.append(f"missing input(s) {{{', '.join(missing)}}}")
+        if extra:
+            parts.append(f"unknown input(s) {{{', '.join(extra)}}}")
+        raise invalid_argument(
+            f"input size does not match signature \"{signature_key}\": "
+            + "; ".join(parts)
+            + f". The signature takes {{{', '.join(sorted(expected))}}}."
+        )
+    batch_sizes = {}
+    for name in sorted(specs):
+        spec, value = specs[name], inputs[name]
+        if not isinstance(value, np.ndarray):
+            raise invalid_argument(f"input '{name}' is not a tensor.")
+        if not _dtype_matches(value, spec.dtype):
+            raise invalid_argument(
+                f"input '{name}' has dtype {_numpy_dtype_name(value)} but signature "
+                f"\"{signature_key}\" expects {spec.dtype.name} (values are not cast)."
+            )
+        if spec.dims is not None:
+            if value.ndim != spec.rank:
+                raise invalid_argument(
+                    f"input '{name}' has shape {list(value.shape)} (rank {value.ndim}) but "
+                    f"signature \"{signature_key}\" expects rank {spec.rank}: "
+                    f"{spec.describe()}."
+                )
+            for axis, (size, wanted) in enumerate(zip(value.shape, spec.dims)):
+                if wanted >= 0 and size != wanted:
+                    raise invalid_argument(
+                        f"input '{name}' has shape {list(value.shape)} but signature "
+                        f"\"{signature_key}\" expects {spec.describe()} (dimension {axis} "
+                        f"must be {wanted})."
+                    )
+            if spec.batched:
+                batch_sizes[name] = value.shape[0]
+    if len(set(batch_sizes.values())) > 1:
+        sizes = ", ".join(f"{name}: {size}" for name, size in sorted(batch_sizes.items()))
+        raise invalid_argument(
+            f"inputs have different batch sizes ({sizes}); the first dimension of every "
+            "batched input is the batch and must be the same."
+        )
+    return dict(inputs)
+
+
+class ModelStore:
+    """The loaded versions of one model under a base path, refreshed from disk.
+
+    Args:
+        base_path: `<export_base>/<model_name>`, holding numeric version dirs.
+        model_name: the name requests use.
+        num_versions: how many of the newest versions stay loaded (TF
+            Serving's `latest { num_versions }`; default 1).
+        warmup: replay `assets.extra/tf_serving_warmup_requests` before a
+            version becomes available.
+
+    Example:
+
+    >>> store = ModelStore("export/smcn", "smcn")  # doctest: +SKIP
+    >>> store.refresh()
+    >>> store.get().version
+    1
+    """
+
+    def __init__(self, base_path, model_name, num_versions=1, warmup=True):
+        if num_versions < 1:
+            raise ValueError(f"num_versions must be >= 1, got {num_versions}.")
+        self.base_path = os.path.abspath(os.fspath(base_path))
+        self.model_name = model_name
+        self.num_versions = num_versions
+        self.warmup = warmup
+        self._servables = {}  # version -> ServableVersion; replaced, never mutated
+        self._states = {}  # version -> (state, error_code, error_message)
+        self._failed = {}  # version -> directory fingerprint of the failed attempt
+        self._refresh_lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = None
+        self._changed = threading.Condition()
+
+    # Reading side: lock-free, the dict is swapped whole.
+    @property
+    def versions(self):
+        """The loaded versions, ascending."""
+        return sorted(self._servables)
+
+    def get(self, version=None):
+        """The servable for a request: a given version, or the newest.
+
+        Raises:
+            ServingError: NOT_FOUND with TF Serving's message.
+        """
+        servables = self._servables
+        if version is None:
+            if not servables:
+                raise not_found(
+                    f"Servable not found for request: Latest({self.model_name}). No version "
+                    f"is loaded yet: is there a <version>/saved_model.pb under {self.base_path}?"
+                )
+            return servables[max(servables)]
+        if version not in servables:
+            loaded = ", ".join(map(str, sorted(servables))) or "none"
+            raise not_found(
+                f"Servable not found for request: Specific({self.model_name}, {version}). "
+                f"Loaded versions: {loaded}."
+            )
+        return servables[version]
+
+    def status(self, version=None):
+        """`(version, state, error_code, error_message)` rows, like GetModelStatus.
+
+        Raises:
+            ServingError: NOT_FOUND for a version this store never saw.
+        """
+        states = dict(self._states)
+        if version is not None:
+            if version not in states:
+                raise not_found(f"Could not find version {version} of model {self.model_name}")
+            return [(version, *states[version])]
+        if not states:
+            raise not_found(f"Could not find any versions of model {self.model_name}")
+        return [(number, *states[number]) for number in sorted(states)]
+
+    def wait_for_version(self, version=None, timeout=30.0):
+        """Blocks until `version` (or any version) is loaded; returns whether it is."""
+        def ready():
+            return bool(self._servables) if version is None else version in self._servables
+
+        with self._changed:
+            return self._changed.wait_for(ready, timeout=timeout)
+
+    # Writing side.
+    def refresh(self):
+        """Loads the newest versions on disk and unloads the ones no longer wanted.
+
+        Returns:
+            A list of `(event, version)` pairs, `event` one of "loaded",
+            "unloaded", "failed".
+        """
+        with self._refresh_lock:
+            return self._refresh()
+
+    def _refresh(self):
+        events = []
+        on_disk = list_versions(self.base_path)
+        wanted = on_disk[-self.num_versions:]
+        servables = dict(self._servables)
+        for version in reversed(wanted):
+            if version in servables:
+                continue
+            path = os.path.join(self.base_path, str(version))
+            fingerprint = _directory_fingerprint(path)
+            if self._failed.get(version) == fingerprint:
+                continue  # failed before and unchanged since: do not retry every poll
+            self._states[version] = ("LOADING", "OK", "")
+            try:
+                servable = ServableVersion(self.model_name, version, path)
+                if self.warmup:
+                    replay_warmup_requests(servable)
+            except Exception as error:  # any load failure must not stop the server
+                self._failed[version] = fingerprint
+                message = f"Loading {path} failed: {type(error).__name__}: {error}"
+                self._states[version] = ("END", "UNKNOWN", message)
+                logger.error("%s", message)
+                events.append(("failed", version))
+                continue
+            self._failed.pop(version, None)
+            servables[version] = servable
+            self._states[version] = ("AVAILABLE", "OK", "")
+            logger.info("Loaded %s version %d from %s", self.model_name, version, path)
+            events.append(("loaded", version))
+        # Keep the newest `num_versions` loaded versions still on disk; an older one
+        # stays until a newer one is available, so the model never goes dark.
+        keep = sorted(v for v in servables if v in on_disk)[-self.num_versions:]
+        for version in sorted(servables):
+            if version not in keep:
+                del servables[version]
+                self._states[version] = ("END", "OK", "")
+                logger.info("Unloaded %s version %d", self.model_name, version)
+                events.append(("unloaded", version))
+        with self._changed:
+            self._servables = servables
+            self._changed.notify_all()
+        return events
+
+    def start_polling(self, poll_seconds):
+        """Refreshes from disk every `poll_seconds` in a daemon thread."""
+        if poll_seconds <= 0:
+            return
+        self._stop.clear()
+
+        def poll():
+            while not self._stop.wait(poll_seconds):
+                try:
+                    self.refresh()
+                except Exception:  # a bad poll is logged; the next one tries again
+                    logger.exception("Polling %s failed", self.base_path)
+
+        self._thread = threading.Thread(target=poll, name="smcn-serve-poll", daemon=True)
+        self._thread.start()
+
+    def stop_polling(self):
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=30)
+            self._thread = None
+
+
+def replay_warmup_requests(servable):
+    """Runs the PredictRequests of `assets.extra/tf_serving_warmup_requests`.
+
+    TF Serving replays these before a version becomes available, so the first
+    real request does not pay for tracing and kernel set-up; a failing
+    warmup request fails the load, as in TF Serving.
+
+    Returns:
+        The number of requests replayed.
+    """
+    path = os.path.join(servable.path, WARMUP_FILE)
+    if not os.path.isfile(path):
+        return 0
+    import tensorflow as tf
+    from tensorflow_serving.apis import prediction_log_pb2
+
+    count = 0
+    for record in tf.data.TFRecordDataset(path).take(MAX_WARMUP_RECORDS):
+        log = prediction_log_pb2.PredictionLog()
+        log.ParseFromString(record.numpy())
+        if log.WhichOneof("log_type") != "predict_log":
+            continue  # classify/regress/multi-inference logs: nothing to run here
+        request = log.predict_log.request
+        inputs = {name: tf.make_ndarray(proto) for name, proto in request.inputs.items()}
+        servable.predict(request.model_spec.signature_name, inputs, request.output_filter)
+        count += 1
+    if count:
+        logger.info("Replayed %d warmup request(s) for version %d", count, servable.version)
+    return count

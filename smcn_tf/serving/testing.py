@@ -1,0 +1,260 @@
+"""A tiny SavedModel with SMCN's serving contract, for tests and benchmarks.
+
+`write_contract_model` exports a `tf.Module` whose two signatures have
+exactly the inputs, outputs, dtypes and shapes of a real SMCN export
+(`serving_default` on waveforms and token ids, `features` on precomputed
+features), with cheap stand-in math: frame energies and token values,
+attention as a masked softmax over them, and a linear layer (a variable, so
+the SavedModel has variables) on the attended summaries. It also writes
+`assets.extra/smcn.json` and a small WordPiece tokenizer in
+`assets.extra/tokenizer/`, the way the real export lays them out.
+
+It lets the serving code and its tests run without training or exporting a
+real model, and in milliseconds.
+"""
+
+import json
+import os
+import shutil
+
+import numpy as np
+import tensorflow as tf
+
+CLASS_NAMES = ("angry", "happy", "neutral", "sad")
+AUDIO_DIM = 6
+TEXT_DIM = 5
+SAMPLE_RATE = 16000
+WINDOW_SAMPLES = 400  # 25 ms at 16 kHz
+HOP_SAMPLES = 160  # 10 ms at 16 kHz
+POOLING = 5
+MAX_FRAMES = 500
+MAX_TOKENS = 32
+
+_VOCABULARY = (
+    "[PAD] [UNK] [CLS] [SEP] [MASK] i you we he she it they am is are was were be "
+    "so very not no yes happy sad angry glad mad upset calm fine good bad great "
+    "today now here there me him her us them leave alone hello world what why "
+    "really love hate this that the a an and or but to of in on . , ! ? ' ##s ##ed ##ing"
+).split()
+
+
+def _masked_softmax(scores, mask):
+    """Softmax over positions where `mask`, exactly 0 elsewhere."""
+    scores = tf.where(mask, scores, tf.fill(tf.shape(scores), -1e9))
+    scores = scores - tf.reduce_max(scores, axis=-1, keepdims=True)
+    weights = tf.where(mask, tf.exp(scores), tf.zeros_like(scores))
+    return weights / tf.maximum(tf.reduce_sum(weights, axis=-1, keepdims=True), 1e-12)
+
+
+class ContractModule(tf.Module):
+    """SMCN's two serving signatures with stand-in math.
+
+    Args:
+        class_names: the class names (`class_name` output).
+        seed: seeds the linear layer, so two versions can answer differently.
+    """
+
+    def __init__(self, class_names=CLASS_NAMES, seed=0):
+        super().__init__(name="smcn_contract")
+        rng = np.random.default_rng(seed)
+        num_classes = len(class_names)
+        self.kernel = tf.Variable(0.3 * rng.normal(size=(3, num_classes)).astype("float32"))
+        self.bias = tf.Variable(rng.normal(size=(num_classes,)).astype("float32"))
+        self.class_names = tf.constant(list(class_names))
+
+    def _answer(self, audio_scores, audio_mask, token_values, text_mask):
+        audio_attention = _masked_softmax(audio_scores, audio_mask)
+        text_attention = _masked_softmax(2.0 * token_values, text_mask)
+        summary = tf.stack(
+            [
+                tf.reduce_sum(audio_attention * audio_scores, axis=-1),
+                tf.reduce_sum(text_attention * token_values, axis=-1),
+                tf.math.log1p(tf.reduce_sum(tf.cast(text_mask, tf.float32), axis=-1)),
+            ],
+            axis=-1,
+        )
+        probabilities = tf.nn.softmax(tf.matmul(summary, self.kernel) + self.bias)
+        class_id = tf.argmax(probabilities, axis=-1, output_type=tf.int32)
+        return {
+            "probabilities": probabilities,
+            "class_id": class_id,
+            "class_name": tf.gather(self.class_names, class_id),
+            "audio_attention": audio_attention,
+            "text_attention": text_attention,
+        }
+
+    @tf.function(
+        input_signature=[
+            tf.TensorSpec([None, None], tf.float32, name="waveform"),
+            tf.TensorSpec([None], tf.int32, name="waveform_length"),
+            tf.TensorSpec([None, None], tf.int32, name="input_ids"),
+            tf.TensorSpec([None, None], tf.int32, name="attention_mask"),
+        ]
+    )
+    def serving_default(self, waveform, waveform_length, input_ids, attention_mask):
+        # Frames of 400 samples every 160, like the log-Mel front end.
+        padding = tf.maximum(WINDOW_SAMPLES - tf.shape(waveform)[1], 0)
+        waveform = tf.pad(waveform, [[0, 0], [0, padding]])
+        frames = tf.signal.frame(waveform, WINDOW_SAMPLES, HOP_SAMPLES)
+        energy = tf.math.log(tf.reduce_mean(tf.square(frames), axis=-1) + 1e-6)
+        frame_count = tf.shape(energy)[1]
+        pooled_count = (frame_count + POOLING - 1) // POOLING
+        energy = tf.pad(energy, [[0, 0], [0, pooled_count * POOLING - frame_count]])
+        pooled = tf.reduce_mean(tf.reshape(energy, [tf.shape(energy)[0], -1, POOLING]), -1)
+        pooled = pooled[:, :MAX_FRAMES]
+        valid_frames = tf.where(
+            waveform_length >= WINDOW_SAMPLES,
+            1 + (waveform_length - WINDOW_SAMPLES) // HOP_SAMPLES,
+            tf.ones_like(waveform_length),
+        )
+        valid_pooled = tf.minimum((valid_frames + POOLING - 1) // POOLING, MAX_FRAMES)
+        audio_mask = tf.sequence_mask(valid_pooled, tf.shape(pooled)[1])
+        token_values = tf.sin(0.37 * tf.cast(input_ids, tf.float32))
+        return self._answer(pooled, audio_mask, token_values, attention_mask > 0)
+
+    @tf.function(
+        input_signature=[
+            tf.TensorSpec([None, None, AUDIO_DIM], tf.float32, name="audio_features"),
+            tf.TensorSpec([None], tf.int32, name="audio_length"),
+            tf.TensorSpec([None, None, TEXT_DIM], tf.float32, name="text_features"),
+            tf.TensorSpec([None], tf.int32, name="text_length"),
+        ]
+    )
+    def features(self, audio_features, audio_length, text_features, text_length):
+        audio_mask = tf.sequence_mask(audio_length, tf.shape(audio_features)[1])
+        text_mask = tf.sequence_mask(text_length, tf.shape(text_features)[1])
+        return self._answer(
+            tf.reduce_mean(audio_features, axis=-1),
+            audio_mask,
+            tf.reduce_mean(text_features, axis=-1),
+            text_mask,
+        )
+
+
+def write_tokenizer(directory):
+    """Writes a small lower-casing WordPiece (BERT) tokenizer to `directory`."""
+    os.makedirs(directory, exist_ok=True)
+    with open(os.path.join(directory, "vocab.txt"), "w", encoding="utf-8") as stream:
+        stream.write("\n".join(_VOCABULARY) + "\n")
+    with open(os.path.join(directory, "tokenizer_config.json"), "w", encoding="utf-8") as stream:
+        json.dump(
+            {"tokenizer_class": "BertTokenizer", "do_lower_case": True, "model_max_length": 512},
+            stream,
+        )
+    return directory
+
+
+def write_contract_model(
+    model_base_path, version=1, class_names=CLASS_NAMES, seed=None, warmup=False
+):
+    """Exports a `ContractModule` as `<model_base_path>/<version>/`.
+
+    Written to a hidden temporary directory and renamed into place, as the
+    real export does, so a polling server never sees half of it.
+
+    Args:
+        model_base_path: `<export_base>/<model_name>`.
+        version: the integer version.
+        class_names: the class names.
+        seed: seeds the weights; default `version`, so versions differ.
+        warmup: also write `assets.extra/tf_serving_warmup_requests`.
+
+    Returns:
+        The version directory.
+
+    Example:
+
+    >>> write_contract_model("/tmp/export/smcn", version=1)  # doctest: +SKIP
+    '/tmp/export/smcn/1'
+    """
+    module = ContractModule(class_names, seed=version if seed is None else seed)
+    final = os.path.join(model_base_path, str(version))
+    temporary = os.path.join(model_base_path, f".tmp-{version}-{os.getpid()}")
+    if os.path.exists(final):
+        raise ValueError(f"{final} already exists.")
+    shutil.rmtree(temporary, ignore_errors=True)
+    tf.saved_model.save(
+        module,
+        temporary,
+        signatures={
+            "serving_default": module.serving_default.get_concrete_function(),
+            "features": module.features.get_concrete_function(),
+        },
+    )
+    extra = os.path.join(temporary, "assets.extra")
+    write_tokenizer(os.path.join(extra, "tokenizer"))
+    settings = {
+        "sample_rate": SAMPLE_RATE,
+        "pooling": POOLING,
+        "max_frames": MAX_FRAMES,
+        "max_tokens": MAX_TOKENS,
+    }
+    with open(os.path.join(extra, "smcn.json"), "w", encoding="utf-8") as stream:
+        json.dump(
+            {
+                "model_name": os.path.basename(os.path.normpath(model_base_path)),
+                "version": version,
+                "class_names": list(class_names),
+                "feature_settings": settings,
+                "audio": {k: settings[k] for k in ("sample_rate", "pooling", "max_frames")},
+                "tokenizer": {"directory": "tokenizer", "max_tokens": MAX_TOKENS},
+            },
+            stream,
+            indent=2,
+        )
+    if warmup:
+        _write_warmup(os.path.join(extra, "tf_serving_warmup_requests"))
+    os.rename(temporary, final)
+    return final
+
+
+def _write_warmup(path):
+    from tensorflow_serving.apis import predict_pb2, prediction_log_pb2
+
+    request = predict_pb2.PredictRequest()
+    request.model_spec.signature_name = "serving_default"
+    for name, value in raw_inputs(batch_size=1, samples=SAMPLE_RATE, tokens=4).items():
+        request.inputs[name].CopyFrom(tf.make_tensor_proto(value))
+    log = prediction_log_pb2.PredictionLog(
+        predict_log=prediction_log_pb2.PredictLog(request=request)
+    )
+    with tf.io.TFRecordWriter(path) as writer:
+        writer.write(log.SerializeToString())
+
+
+def raw_inputs(batch_size=2, samples=16000, tokens=8, seed=0, vocabulary_size=len(_VOCABULARY)):
+    """Random `serving_default` inputs: padded waveforms and token ids.
+
+    Item `i` has `samples - i * samples // (2 * batch_size)` valid samples and
+    `tokens - i` real tokens (at least 2), zero-padded, so padding is exercised.
+    """
+    rng = np.random.default_rng(seed)
+    waveform = (0.1 * rng.standard_normal((batch_size, samples))).astype("float32")
+    waveform_length = np.array(
+        [samples - index * samples // (2 * batch_size) for index in range(batch_size)], "int32"
+    )
+    input_ids = rng.integers(5, vocabulary_size, size=(batch_size, tokens)).astype("int32")
+    attention_mask = np.zeros((batch_size, tokens), "int32")
+    for row in range(batch_size):
+        waveform[row, waveform_length[row]:] = 0.0
+        real = max(2, tokens - row)
+        attention_mask[row, :real] = 1
+        input_ids[row, 0], input_ids[row, real - 1] = 2, 3  # [CLS] ... [SEP]
+        input_ids[row, real:] = 0
+    return {
+        "waveform": waveform,
+        "waveform_length": waveform_length,
+        "input_ids": input_ids,
+        "attention_mask": attention_mask,
+    }
+
+
+def feature_inputs(batch_size=2, frames=10, tokens=6, seed=0):
+    """Random `features` inputs with per-item lengths."""
+    rng = np.random.default_rng(seed)
+    return {
+        "audio_features": rng.standard_normal((batch_size, frames, AUDIO_DIM)).astype("float32"),
+        "audio_length": np.array([max(1, frames - i) for i in range(batch_size)], "int32"),
+        "text_features": rng.standard_normal((batch_size, tokens, TEXT_DIM)).astype("float32"),
+        "text_length": np.array([max(1, tokens - i) for i in range(batch_size)], "int32"),
+    }
