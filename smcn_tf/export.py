@@ -65,7 +65,7 @@ import shutil
 import tensorflow as tf
 
 from smcn_tf.features.audio import LogMelFeatures
-from smcn_tf.model import SMCNModel
+from smcn_tf.model import SMCNModel, load_model
 
 _VERSION = re.compile(r"^\d+$")
 
@@ -655,7 +655,7 @@ def export_from_run(model_path, export_base, model_name="smcn", version=None):
         )
     settings = read_json(settings_path)
     _check_model_name(model_name)
-    model = load_for_keras(model_path)
+    model = load_model(model_path)
     return _export(model, export_base, model_name, version, settings, settings_path)
 
 
@@ -691,10 +691,3 @@ def load_tokenizer(export_version_dir):
     import transformers
 
     return transformers.AutoTokenizer.from_pretrained(directory, local_files_only=True)
-
-
-def load_for_keras(path):
-    """Load a `.keras` model saved by `smcn train` (see `smcn_tf.model.load_model`)."""
-    from smcn_tf.model import load_model
-
-    return load_model(path)
