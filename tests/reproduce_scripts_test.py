@@ -49,13 +49,22 @@ def test_table2_on_the_demo_meld_corpus(tmp_path, demo_features):
     assert "| disgust |" in out  # MELD's 7 classes in the per-class report
 
 
-def test_table3_runs_all_eight_variants_on_both_demo_corpora(tmp_path, demo_features):
-    out = _run_script("reproduce_table3.sh", tmp_path, "1", "--demo")
-    rows = [line for line in out.splitlines() if line.startswith("| ") and " / " in line]
-    assert len(rows) == 8
-    for row in rows:
-        # Every cell has our number beside the paper's, none missing.
-        assert "—" not in row, row
+def test_table3_runs_the_variants_on_both_demo_corpora(tmp_path, demo_features):
+    # Three of the eight variants keep CI short (each run traces a new graph);
+    # the script's default is all eight, and model_test trains every variant.
+    out = _run_script(
+        "reproduce_table3.sh", tmp_path, "1", "--demo", VARIANTS="audio cat smcn"
+    )
+    rows = {
+        line.split(" | ")[0][2:]: line
+        for line in out.splitlines()
+        if line.startswith("| ") and " / " in line
+    }
+    assert len(rows) == 8  # the paper's eight rows, always
+    for name in ("Audio", "Cat", "SMCN"):
+        # Our number beside the paper's in every column, on both corpora.
+        assert "—" not in rows[name], rows[name]
+    assert rows["Text"].count("—") == 4  # not run: shown as missing, not invented
 
 
 def test_scripts_refuse_a_missing_corpus_directory(tmp_path, demo_features):
