@@ -38,7 +38,7 @@ def main():
     parser.add_argument("--grpc-port", type=int, default=int(os.environ.get("GRPC_PORT", 8500)))
     parser.add_argument("--rest-port", type=int, default=int(os.environ.get("REST_PORT", 8501)))
     parser.add_argument("--utterance", default="Ses05F_script01_1_F000",
-                        help="Utterance id to ask about (default: a happy one of Session 5).")
+                        help="Utterance id to ask about (default: one of Session 5).")
     args = parser.parse_args()
 
     from smcn_tf.data.iemocap import CLASS_NAMES, parse_iemocap
