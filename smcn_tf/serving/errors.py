@@ -99,3 +99,14 @@ _CODE_FOR_HTTP_STATUS = {
 def code_for_http_status(status):
     """The canonical code name a client reports for an HTTP error status."""
     return _CODE_FOR_HTTP_STATUS.get(status, "UNKNOWN")
+
+
+def describe_key_mismatch(expected, sent):
+    """`missing input(s) {a}; unknown input(s) {b}` for two sets of input names."""
+    missing, extra = sorted(set(expected) - set(sent)), sorted(set(sent) - set(expected))
+    parts = []
+    if missing:
+        parts.append(f"missing input(s) {{{', '.join(missing)}}}")
+    if extra:
+        parts.append(f"unknown input(s) {{{', '.join(extra)}}}")
+    return "; ".join(parts)

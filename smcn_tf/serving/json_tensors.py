@@ -28,7 +28,7 @@ import math
 
 import numpy as np
 
-from smcn_tf.serving.errors import ServingError, invalid_argument
+from smcn_tf.serving.errors import ServingError, describe_key_mismatch, invalid_argument
 
 _B64 = "b64"
 
@@ -240,16 +240,9 @@ def _parse_instances(instances, input_specs, names, signature):
                     f"Expecting object but got {_json_type(item)} at item {index} of 'instances'."
                 )
             if set(item) != set(names):
-                missing = sorted(set(names) - set(item))
-                extra = sorted(set(item) - set(names))
-                details = []
-                if missing:
-                    details.append(f"missing input(s) {{{', '.join(missing)}}}")
-                if extra:
-                    details.append(f"unknown input(s) {{{', '.join(extra)}}}")
                 raise invalid_argument(
                     f"Failed to process element: {index} of 'instances' list: "
-                    + "; ".join(details)
+                    + describe_key_mismatch(names, item)
                     + f". Keys must be equal to: {{{', '.join(names)}}}."
                 )
             for name in names:

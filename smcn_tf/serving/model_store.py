@@ -29,7 +29,12 @@ import threading
 
 import numpy as np
 
-from smcn_tf.serving.errors import ServingError, invalid_argument, not_found
+from smcn_tf.serving.errors import (
+    ServingError,
+    describe_key_mismatch,
+    invalid_argument,
+    not_found,
+)
 
 logger = logging.getLogger("smcn_tf.serving")
 
@@ -317,18 +322,11 @@ def validate_inputs(signature_key, specs, inputs):
     Raises:
         ServingError: INVALID_ARGUMENT with a message naming the input.
     """
-    sent, expected = set(inputs), set(specs)
-    if sent != expected:
-        missing, extra = sorted(expected - sent), sorted(sent - expected)
-        parts = []
-        if missing:
-            parts.append(f"missing input(s) {{{', '.join(missing)}}}")
-        if extra:
-            parts.append(f"unknown input(s) {{{', '.join(extra)}}}")
+    if set(inputs) != set(specs):
         raise invalid_argument(
             f"input size does not match signature \"{signature_key}\": "
-            + "; ".join(parts)
-            + f". The signature takes {{{', '.join(sorted(expected))}}}."
+            + describe_key_mismatch(specs, inputs)
+            + f". The signature takes {{{', '.join(sorted(specs))}}}."
         )
     batch_sizes = {}
     for name in sorted(specs):
