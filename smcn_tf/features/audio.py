@@ -22,6 +22,7 @@ Choices made here (and mirrored by the reference in `audio_test.py`):
 """
 
 import math
+import weakref
 
 import keras
 import numpy as np
@@ -444,6 +445,27 @@ def read_waveform(path, sample_rate=16000):
     return np.clip(waveform, -1.0, 1.0).astype(np.float32)
 
 
+# One traced function per layer, reused by every call (prepare calls once per
+# shard; a fresh tf.function each time would retrace and warn every shard).
+_TRACED_CALLS = weakref.WeakKeyDictionary()
+
+
+def _traced_call(layer):
+    if layer not in _TRACED_CALLS:
+
+        @tf.function(
+            input_signature=[
+                tf.TensorSpec([None, None], tf.float32),
+                tf.TensorSpec([None], tf.int32),
+            ]
+        )
+        def run_layer(waveform, waveform_length):
+            return layer(waveform, waveform_length)
+
+        _TRACED_CALLS[layer] = run_layer
+    return _TRACED_CALLS[layer]
+
+
 def extract_audio_features(waveforms, layer, batch_size=16):
     """Runs `layer` over waveforms in padded batches; returns each item's frames.
 
@@ -472,15 +494,7 @@ def extract_audio_features(waveforms, layer, batch_size=16):
             )
         arrays.append(array)
 
-    @tf.function(
-        input_signature=[
-            tf.TensorSpec([None, None], tf.float32),
-            tf.TensorSpec([None], tf.int32),
-        ]
-    )
-    def run_layer(waveform, waveform_length):
-        return layer(waveform, waveform_length)
-
+    run_layer = _traced_call(layer)
     results = [None] * len(arrays)
     order = sorted(range(len(arrays)), key=lambda index: arrays[index].shape[0])
     for start in range(0, len(order), batch_size):
