@@ -616,6 +616,12 @@ def _count_kinds(skipped):
     return kinds
 
 
+def _count_row(name, section, key, parsed, expected):
+    """One row of the counts table: parsed beside expected (None: no reference)."""
+    return {"name": name, "section": section, "key": key, "parsed": parsed,
+            "expected": expected}
+
+
 def _iemocap_counts_check(counts, compare):
     """The counts table and warnings of an IEMOCAP-layout parse.
 
@@ -630,10 +636,7 @@ def _iemocap_counts_check(counts, compare):
     rows = []
 
     def add(name, section, key, parsed, expected_count):
-        rows.append(
-            {"name": name, "section": section, "key": key, "parsed": parsed,
-             "expected": expected_count}
-        )
+        rows.append(_count_row(name, section, key, parsed, expected_count))
 
     add("total", "total", None, counts["total"], expected and expected["total"])
     sections = (
@@ -688,8 +691,7 @@ def _meld_counts_check(counts, compare):
 
     def add(name, section, key, parsed, expected_count):
         rows.append(
-            {"name": name, "section": section, "key": key, "parsed": parsed,
-             "expected": expected_count if compare else None}
+            _count_row(name, section, key, parsed, expected_count if compare else None)
         )
 
     total_rows = sum(counts["rows"].values())

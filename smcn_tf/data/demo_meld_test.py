@@ -23,16 +23,7 @@ def corpus(tmp_path_factory):
     return pathlib.Path(root), meld.parse_meld(parent)
 
 
-def read_tree(root):
-    """Map each file's path relative to root to its bytes."""
-    root = pathlib.Path(root)
-    return {
-        path.relative_to(root).as_posix(): path.read_bytes()
-        for path in sorted(root.rglob("*")) if path.is_file()
-    }
-
-
-def test_same_seed_same_bytes_other_seed_differs(tmp_path):
+def test_same_seed_same_bytes_other_seed_differs(tmp_path, read_tree):
     first = read_tree(demo_meld.write_demo_meld(tmp_path / "a", seed=5, utterances_per_class=1))
     second = read_tree(demo_meld.write_demo_meld(tmp_path / "b", seed=5, utterances_per_class=1))
     other = read_tree(demo_meld.write_demo_meld(tmp_path / "c", seed=6, utterances_per_class=1))

@@ -24,16 +24,7 @@ def corpus(tmp_path_factory):
     return root, iemocap.parse_iemocap(root)
 
 
-def read_tree(root):
-    """Map each file's path relative to root to its bytes."""
-    root = pathlib.Path(root)
-    return {
-        path.relative_to(root).as_posix(): path.read_bytes()
-        for path in sorted(root.rglob("*")) if path.is_file()
-    }
-
-
-def test_same_seed_gives_identical_bytes_and_other_seed_differs(tmp_path):
+def test_same_seed_gives_identical_bytes_and_other_seed_differs(tmp_path, read_tree):
     first = read_tree(demo.write_demo_corpus(tmp_path / "a", seed=3, utterances_per_speaker=4))
     second = read_tree(demo.write_demo_corpus(tmp_path / "b", seed=3, utterances_per_speaker=4))
     other = read_tree(demo.write_demo_corpus(tmp_path / "c", seed=4, utterances_per_speaker=4))

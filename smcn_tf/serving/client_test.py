@@ -9,14 +9,7 @@ import soundfile
 from smcn_tf.serving.client import Prediction, SMCNClient
 from smcn_tf.serving.errors import ServingError
 from smcn_tf.serving.server import serve
-from smcn_tf.serving.testing import CLASS_NAMES, MAX_TOKENS, write_contract_model
-
-
-@pytest.fixture(scope="module")
-def export(tmp_path_factory):
-    base = str(tmp_path_factory.mktemp("export") / "smcn")
-    write_contract_model(base, version=1)
-    return base
+from smcn_tf.serving.testing import CLASS_NAMES, MAX_TOKENS
 
 
 @pytest.fixture(scope="module")

@@ -13,16 +13,8 @@ import pytest
 import soundfile
 
 from smcn_tf.serving import commands
-from smcn_tf.serving.testing import write_contract_model
 
 REPOSITORY = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-
-@pytest.fixture(scope="module")
-def export(tmp_path_factory):
-    base = str(tmp_path_factory.mktemp("export") / "smcn")
-    write_contract_model(base, version=1)
-    return base
 
 
 @pytest.fixture(scope="module")
