@@ -62,6 +62,7 @@ import os
 import re
 import shutil
 
+import keras
 import tensorflow as tf
 
 from smcn_tf.features.audio import LogMelFeatures
@@ -162,10 +163,19 @@ def existing_versions(model_dir):
 
 
 def serving_copy(model):
-    """The same model and weights, rebuilt without cuDNN-only GRU kernels."""
+    """The same model and weights, rebuilt in float32 without cuDNN-only kernels.
+
+    A model trained under a mixed-precision policy keeps float32 variables,
+    so the copy is exact; TF Serving clients send and receive float32.
+    """
     config = dict(model.get_config())
     config["use_cudnn"] = False
-    copy = SMCNModel.from_config(config)
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy("float32")
+    try:
+        copy = SMCNModel.from_config(config)
+    finally:
+        keras.config.set_dtype_policy(previous)
     copy.set_weights(model.get_weights())
     return copy
 

@@ -52,6 +52,9 @@ class AttentionPooling(keras.layers.Layer):
     of padding leaves the output unchanged. An item with no valid step pools
     to zeros.
 
+    Precision: the scores' softmax is computed in float32, and the weights
+    are float32, whatever the layer's compute dtype.
+
     Args:
         attention_units: size of the hidden projection `W h + b`. Defaults to
             the feature size of the input (the paper's `W` is square).
@@ -112,6 +115,8 @@ class AttentionPooling(keras.layers.Layer):
     def call(self, inputs, mask=None):
         hidden = ops.tanh(ops.matmul(inputs, self.kernel) + self.bias)
         scores = ops.tensordot(hidden, self.context, axes=1)  # [batch, time]
+        # The softmax runs in float32 under a mixed-precision policy too.
+        scores = ops.cast(scores, "float32")
         if mask is None:
             weights = ops.softmax(scores, axis=-1)
         else:
@@ -120,7 +125,7 @@ class AttentionPooling(keras.layers.Layer):
             scores = ops.where(mask, scores, ops.full_like(scores, -1e9))
             weights = ops.softmax(scores, axis=-1)
             weights = weights * ops.cast(mask, weights.dtype)
-        pooled = ops.sum(ops.expand_dims(weights, -1) * inputs, axis=1)
+        pooled = ops.sum(ops.expand_dims(ops.cast(weights, inputs.dtype), -1) * inputs, axis=1)
         return pooled, weights
 
     def compute_mask(self, inputs, mask=None):

@@ -26,8 +26,10 @@ import keras
 from keras import ops
 
 from smcn_tf.layers import AttentionPooling, Fusion, LengthMask
+from smcn_tf.recurrent import FusedBidirectionalGRU
 
 MODALITIES = ("audio", "text")
+RECURRENT_CORES = ("fused", "keras")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -130,6 +132,12 @@ class SMCNModel(keras.Model):
         dropout: dropout rate on the utterance-level features before each head.
         use_cudnn: passed to the GRUs (`"auto"`, True or False). Export builds
             with False so a served graph never carries cuDNN-only ops.
+        recurrent_core: `"fused"` (default) computes both BiGRUs of a
+            modality in one `FusedBidirectionalGRU` (one input projection,
+            one time loop, a hand-written gradient); `"keras"` uses one
+            `Bidirectional(GRU)` layer per branch, the layout of models saved
+            before the fused core existed (they load with it). The two give
+            the same outputs from the same weights.
         class_names: optional names of the classes, kept for export.
     """
 
@@ -148,6 +156,7 @@ class SMCNModel(keras.Model):
         stop_gradient_target=True,
         dropout=0.0,
         use_cudnn="auto",
+        recurrent_core="fused",
         class_names=None,
         **kwargs,
     ):
@@ -164,6 +173,11 @@ class SMCNModel(keras.Model):
         ):
             if int(value) < 1:
                 raise ValueError(f"`{field}` must be a positive integer, got {value}.")
+        if recurrent_core not in RECURRENT_CORES:
+            raise ValueError(
+                f"`recurrent_core` must be one of {RECURRENT_CORES}, got "
+                f"{recurrent_core!r}."
+            )
         if not 0.0 <= float(dropout) < 1.0:
             raise ValueError(f"`dropout` must be in [0, 1), got {dropout}.")
         if class_names is not None:
@@ -194,23 +208,35 @@ class SMCNModel(keras.Model):
             length = inputs[f"{modality}_length"]
             mask = LengthMask(name=f"{modality}_mask")((features, length))
 
-            def bigru(branch):
-                return keras.layers.Bidirectional(
-                    keras.layers.GRU(
-                        hidden_units, return_sequences=True, use_cudnn=use_cudnn
-                    ),
-                    name=f"{modality}_{branch}_gru",
+            branches = ("intra", "calibration") if spec.calibration else ("intra",)
+            if recurrent_core == "fused":
+                # Both BiGRUs read the same input: one projection, one loop.
+                hidden_by_branch = FusedBidirectionalGRU(
+                    hidden_units,
+                    branches=branches,
+                    use_cudnn=use_cudnn,
+                    name=f"{modality}_gru",
                 )(features, mask=mask)
+            else:
+                hidden_by_branch = [
+                    keras.layers.Bidirectional(
+                        keras.layers.GRU(
+                            hidden_units, return_sequences=True, use_cudnn=use_cudnn
+                        ),
+                        name=f"{modality}_{branch}_gru",
+                    )(features, mask=mask)
+                    for branch in branches
+                ]
+            hidden = hidden_by_branch[0]
 
             # Intra-modal feature learning, eq. 1-3.
-            hidden = bigru("intra")
             semantic[modality], semantic_weights = AttentionPooling(
                 attention_units, name=f"{modality}_intra_attention"
             )(hidden, mask=mask)
             attention[(modality, "semantic")] = semantic_weights
             if spec.calibration:
                 # Inter-modal calibration learning, eq. 9-10.
-                hidden_calibration = bigru("calibration")
+                hidden_calibration = hidden_by_branch[1]
                 calibration[modality], calibration_weights = AttentionPooling(
                     attention_units, name=f"{modality}_calibration_attention"
                 )(hidden_calibration, mask=mask)
@@ -234,7 +260,10 @@ class SMCNModel(keras.Model):
                     head_units, activation=head_activation, name=f"{modality}_head_hidden"
                 )(head)
                 outputs[f"{modality}_probabilities"] = keras.layers.Dense(
-                    num_classes, activation="softmax", name=f"{modality}_head"
+                    num_classes,
+                    activation="softmax",
+                    dtype="float32",  # softmax and loss in float32 under mixed precision
+                    name=f"{modality}_head",
                 )(head)
 
         if spec.final_features:
@@ -257,7 +286,7 @@ class SMCNModel(keras.Model):
             if dropout:
                 joint = keras.layers.Dropout(dropout, name="joint_dropout")(joint)
             outputs["probabilities"] = keras.layers.Dense(
-                num_classes, activation="softmax", name="emotion_head"
+                num_classes, activation="softmax", dtype="float32", name="emotion_head"
             )(joint)
             explained = spec.final_features[0]
         else:
@@ -282,6 +311,7 @@ class SMCNModel(keras.Model):
         self.stop_gradient_target = stop_gradient_target
         self.dropout = dropout
         self.use_cudnn = use_cudnn
+        self.recurrent_core = recurrent_core
         self.class_names = class_names
         self.modalities = spec.modalities
         self.loss_terms = self._active_loss_terms(spec)
@@ -320,12 +350,12 @@ class SMCNModel(keras.Model):
             elif term.endswith("_calibration_loss"):
                 modality = term[: -len("_calibration_loss")]
                 # Loss_ij = MSE(F^j, Fc^i): Fc of modality i learns F of the other.
-                target = y_pred[f"{_other(modality)}_semantic"]
+                # In float32, also when the features are float16.
+                target = ops.cast(y_pred[f"{_other(modality)}_semantic"], "float32")
                 if self.stop_gradient_target:
                     target = ops.stop_gradient(target)
-                error = ops.mean(
-                    ops.square(target - y_pred[f"{modality}_calibration"]), axis=-1
-                )
+                calibration = ops.cast(y_pred[f"{modality}_calibration"], "float32")
+                error = ops.mean(ops.square(target - calibration), axis=-1)
                 if sample_weight is not None:
                     weights = ops.cast(ops.reshape(sample_weight, (-1,)), error.dtype)
                     terms[term] = ops.sum(error * weights) / ops.maximum(
@@ -379,11 +409,16 @@ class SMCNModel(keras.Model):
             "stop_gradient_target": self.stop_gradient_target,
             "dropout": self.dropout,
             "use_cudnn": self.use_cudnn,
+            "recurrent_core": self.recurrent_core,
             "class_names": self.class_names,
         }
 
     @classmethod
     def from_config(cls, config):
+        config = dict(config)
+        # Models saved before the fused core have no key: they hold one
+        # Bidirectional(GRU) layer per branch, so rebuild that layout.
+        config.setdefault("recurrent_core", "keras")
         return cls(**config)
 
 
@@ -435,3 +470,44 @@ def load_model(path):
     if not os.path.isfile(path):
         raise ValueError(f"No saved model at {path}.")
     return keras.saving.load_model(path)
+
+
+def _branch_weights(model, modality):
+    """A modality's BiGRU weights, one list of 6 arrays per branch (intra first)."""
+    branches = ["intra"] + (["calibration"] if VARIANTS[model.variant].calibration else [])
+    if model.recurrent_core == "fused":
+        weights = model.get_layer(f"{modality}_gru").get_weights()
+        return [weights[6 * index : 6 * index + 6] for index in range(len(branches))]
+    return [model.get_layer(f"{modality}_{branch}_gru").get_weights() for branch in branches]
+
+
+def convert_recurrent_core(model, recurrent_core):
+    """The same model and weights with the other recurrent core.
+
+    Both cores hold Keras GRU weights in the same layout, so this is a copy:
+    e.g. a model saved before the fused core existed (which loads with
+    `recurrent_core="keras"`) moves to the faster fused core, and gives the
+    same outputs within float rounding.
+
+    Args:
+        model: an `SMCNModel`.
+        recurrent_core: `"fused"` or `"keras"`.
+
+    Returns:
+        A new `SMCNModel`.
+    """
+    config = dict(model.get_config())
+    config["recurrent_core"] = recurrent_core
+    converted = SMCNModel.from_config(config)
+    for modality in VARIANTS[model.variant].modalities:
+        branches = _branch_weights(model, modality)
+        if recurrent_core == "fused":
+            converted.get_layer(f"{modality}_gru").set_weights(sum(branches, []))
+        else:
+            for branch, weights in zip(("intra", "calibration"), branches):
+                converted.get_layer(f"{modality}_{branch}_gru").set_weights(weights)
+    recurrent = (FusedBidirectionalGRU, keras.layers.Bidirectional)
+    for layer in model.layers:
+        if layer.weights and not isinstance(layer, recurrent):
+            converted.get_layer(layer.name).set_weights(layer.get_weights())
+    return converted

@@ -152,7 +152,13 @@ def test_calibration_target_is_held_fixed_by_default(stop_gradient):
     rng = np.random.default_rng(5)
     model = build_smcn("smcn", stop_gradient_target=stop_gradient, **TINY)
     inputs, labels = _batch(rng), rng.integers(0, CLASSES, 4)
-    intra_weights = model.get_layer("text_intra_gru").trainable_weights
+    # The fused core holds both text BiGRUs; take the intra branch's weights.
+    intra_weights = [
+        weight
+        for weight in model.get_layer("text_gru").trainable_weights
+        if "/intra_" in weight.path
+    ]
+    assert len(intra_weights) == 6
     with tf.GradientTape() as tape:
         terms = model.loss_components(labels, model(inputs))
         # Loss_at pulls Fc^a towards F^t, the text intra branch's output.

@@ -11,15 +11,30 @@ alongside so the model can mask the padding:
   "text_features": float32 [B, Tt, D], "text_length": int32 [B]},
  label int32 [B])
 ```
+
+For training it also offers:
+
+- length-aware batching (`bucket_window`): windows of the shuffled stream are
+  sorted by length and cut into batches, so each batch holds items of similar
+  length and pads little;
+- exact, cheap resumption (`start_batch`): with a seed the stream is
+  deterministic, and a resumed run skips to the batch it stopped at, reading
+  but not parsing the skipped records (and not reading whole skipped passes);
+- sharding among workers (`num_shards`, `shard_index`): disjoint shares of the
+  same shuffled order that together cover every item once per pass.
 """
 
+import numbers
 import os
+import random
 
 import tensorflow as tf
 
 from smcn_tf.data import records
 
 _READ_BUFFER_BYTES = 1 << 20
+# Shuffle seeds are taken modulo this (as `tf.data` itself does).
+_MAX_SEED = (1 << 31) - 1
 
 
 def _as_group_list(name, value):
@@ -97,6 +112,24 @@ def _shard_may_hold(shard, kept):
     return any(shard_groups.get(group, 0) > 0 for group in kept)
 
 
+def _check_integer(name, value, minimum):
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}.")
+    return int(value)
+
+
+def _pass_seed(seed, pass_index):
+    # Pass 0 shuffles with `seed` itself, so a single pass is ordered as a
+    # plain `shuffle(seed=seed)` would order it; later passes draw a seed from
+    # (seed, pass). Any pass's order is a function of its index alone, which
+    # lets a resumed stream start at any pass without replaying earlier ones.
+    drawn = tf.random.stateless_uniform(
+        [], seed=tf.stack([tf.constant(seed, tf.int64), pass_index]),
+        minval=0, maxval=_MAX_SEED, dtype=tf.int64,
+    )
+    return tf.where(pass_index == 0, tf.constant(seed, tf.int64), drawn)
+
+
 def make_dataset(
     records_dir,
     groups=None,
@@ -109,11 +142,19 @@ def make_dataset(
     drop_remainder=False,
     include_metadata=False,
     cache=False,
+    bucket_window=None,
+    start_batch=0,
+    num_shards=1,
+    shard_index=0,
 ):
     """Builds a batched `tf.data.Dataset` over prepared records.
 
     Each batch is padded with zeros to the longest audio and the longest
     transcript among its own items.
+
+    Items are read, filtered by group, shuffled and sharded as serialized
+    records, and parsed only then; so skipping (`start_batch`) costs a read,
+    not a parse, and whole passes of a repeated stream are skipped for free.
 
     Args:
         records_dir: a records directory written by `smcn_tf.prepare`.
@@ -121,17 +162,38 @@ def make_dataset(
             fold); `None` keeps all.
         exclude_groups: then drop these groups (e.g. `["Session5"]` to train
             that fold).
-        batch_size: items per batch.
+        batch_size: items per batch (per worker, with `num_shards` > 1).
         shuffle: shuffle the shard order and the items (buffer
-            `shuffle_buffer`), reshuffled every epoch.
-        repeat: repeat indefinitely.
-        seed: the shuffle seed; with a seed the order is reproducible.
+            `shuffle_buffer`), reshuffled every pass.
+        repeat: repeat indefinitely. Batches run across pass boundaries.
+        seed: the shuffle seed; with a seed the stream is reproducible: a
+            new dataset built with the same arguments yields the same batches
+            (with `repeat`, so does every new iterator over one dataset;
+            without, each iteration over it is a new pass, reshuffled).
+            Unshuffled streams need none.
         shuffle_buffer: the shuffle buffer size, in items.
         drop_remainder: drop the last, smaller batch.
         include_metadata: add a third element `{"utterance_id", "group",
             "speaker"}`, each `tf.string` `[B]`.
-        cache: cache the parsed items in memory after the first epoch (for
-            small corpora read many times).
+        cache: cache the kept (serialized) records in memory after the first
+            pass (for small corpora read many times).
+        bucket_window: length-aware batching (for training). An integer
+            `W >= 2` takes consecutive windows of `W * batch_size` items from
+            the (shuffled) item stream, sorts each window by audio length
+            (then transcript length; ties keep stream order), cuts it into
+            `W` batches of consecutive items, each padded to its own longest
+            item, and yields them in an order shuffled per window (from
+            `seed`). A final, smaller window is sorted and cut the same way,
+            its short batch last. `None`, 0 or 1: off.
+        start_batch: skip the stream's first `start_batch` batches, exactly:
+            the dataset yields what the same call with `start_batch=0` yields
+            from its batch `start_batch` on (to resume a run at a step
+            boundary). With `shuffle`, needs a `seed`.
+        num_shards: split the items among this many workers. Every worker
+            uses the same `seed`, so the same order, and keeps every
+            `num_shards`-th item of each pass: the shards are disjoint and
+            together hold each item once per pass.
+        shard_index: this worker's shard, `0 <= shard_index < num_shards`.
 
     Returns:
         A `tf.data.Dataset` of `(inputs, label)` (or `(inputs, label,
@@ -143,17 +205,40 @@ def make_dataset(
     Raises:
         FileNotFoundError: `records_dir` has no manifest.
         ValueError: an unknown group (the message lists the available ones),
-            a selection with no examples, or a bad argument.
+            a selection with no examples (or a shard with none), or a bad
+            argument (the message names it).
 
     Example:
 
     >>> train = make_dataset("records/iemocap", exclude_groups=["Session1"],
-    ...                      shuffle=True, seed=0)  # doctest: +SKIP
+    ...                      shuffle=True, repeat=True, seed=0,
+    ...                      bucket_window=16)  # doctest: +SKIP
+    >>> resumed = make_dataset("records/iemocap", exclude_groups=["Session1"],
+    ...                        shuffle=True, repeat=True, seed=0,
+    ...                        bucket_window=16, start_batch=1200)  # doctest: +SKIP
     >>> test = make_dataset("records/iemocap", groups=["Session1"])  # doctest: +SKIP
     """
     for name, value in (("batch_size", batch_size), ("shuffle_buffer", shuffle_buffer)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"{name} must be a positive integer, got {value!r}.")
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, numbers.Integral)):
+        raise ValueError(f"seed must be an integer or None, got {seed!r}.")
+    bucket_window = _check_integer(
+        "bucket_window", 0 if bucket_window is None else bucket_window, 0
+    )
+    start_batch = _check_integer("start_batch", start_batch, 0)
+    num_shards = _check_integer("num_shards", num_shards, 1)
+    shard_index = _check_integer("shard_index", shard_index, 0)
+    if shard_index >= num_shards:
+        raise ValueError(
+            f"shard_index must satisfy 0 <= shard_index < num_shards, got "
+            f"shard_index={shard_index}, num_shards={num_shards}."
+        )
+    if start_batch > 0 and shuffle and seed is None:
+        raise ValueError(
+            "start_batch > 0 with shuffle=True needs a seed: without one the "
+            "stream it skips into is not reproducible."
+        )
     records_dir = os.fspath(records_dir)
     manifest = records.read_manifest(records_dir)
     kept = select_groups(manifest, groups, exclude_groups, records_dir=records_dir)
@@ -163,6 +248,13 @@ def make_dataset(
             f"The selection groups={groups!r}, exclude_groups={exclude_groups!r} keeps no "
             f"examples of {records_dir} (groups {manifest['groups']})."
         )
+    # Items of one pass that this shard keeps (`shard` keeps i, i + n, ...).
+    items_per_pass = len(range(shard_index, num_kept, num_shards))
+    if items_per_pass == 0:
+        raise ValueError(
+            f"num_shards={num_shards} leaves shard {shard_index} no examples: the "
+            f"selection keeps {num_kept}."
+        )
     files = [
         os.path.join(records_dir, shard["file"])
         for shard in manifest["shards"]
@@ -170,31 +262,114 @@ def make_dataset(
     ]
     audio_dim = manifest["audio_dim"]
     text_dim = manifest["text_dim"]
+    if seed is None:
+        # Shuffling still needs a seed for every pass: draw one (from Python's
+        # `random`, which `keras.utils.set_random_seed` seeds). Unshuffled
+        # streams stay fixed (the bucket windows' batch order included).
+        seed = random.randrange(_MAX_SEED) if shuffle else 0
+    seed %= _MAX_SEED
+    bucketing = bucket_window >= 2
 
-    if shuffle and not cache and len(files) > 1:
-        # Shuffled shard order + interleaving mixes items across shards beyond
-        # what the element shuffle buffer alone reaches.
-        file_dataset = tf.data.Dataset.from_tensor_slices(files).shuffle(
-            len(files), seed=seed, reshuffle_each_iteration=True
-        )
-        dataset = file_dataset.interleave(
-            lambda path: tf.data.TFRecordDataset(path, buffer_size=_READ_BUFFER_BYTES),
-            cycle_length=min(len(files), 4),
-            num_parallel_calls=tf.data.AUTOTUNE,
-            deterministic=True,
+    def read_records(pass_seed):
+        if shuffle and not cache and len(files) > 1:
+            # Shuffled shard order + interleaving mixes items across shards
+            # beyond what the element shuffle buffer alone reaches.
+            file_dataset = tf.data.Dataset.from_tensor_slices(files).shuffle(
+                len(files), seed=pass_seed, reshuffle_each_iteration=True
+            )
+            dataset = file_dataset.interleave(
+                lambda path: tf.data.TFRecordDataset(path, buffer_size=_READ_BUFFER_BYTES),
+                cycle_length=min(len(files), 4),
+                num_parallel_calls=tf.data.AUTOTUNE,
+                deterministic=True,
+            )
+        else:
+            # Sequential reads keep the manifest's (utterance id) order.
+            dataset = tf.data.TFRecordDataset(files, buffer_size=_READ_BUFFER_BYTES)
+        if len(kept) != len(manifest["groups"]):
+            # Parses only the `group` feature.
+            kept_tensor = tf.constant(kept, dtype=tf.string)
+            group_feature = {"group": tf.io.FixedLenFeature([], tf.string)}
+            dataset = dataset.filter(
+                lambda serialized: tf.reduce_any(
+                    tf.equal(
+                        tf.io.parse_single_example(serialized, group_feature)["group"],
+                        kept_tensor,
+                    )
+                )
+            )
+        return dataset
+
+    cached = read_records(None).cache() if cache else None
+
+    def one_pass(pass_seed):
+        dataset = cached if cache else read_records(pass_seed)
+        if shuffle:
+            dataset = dataset.shuffle(
+                min(shuffle_buffer, num_kept), seed=pass_seed, reshuffle_each_iteration=True
+            )
+        if num_shards > 1:
+            # Every worker has the same order (same seed), so the shards are
+            # disjoint and cover the pass.
+            dataset = dataset.shard(num_shards, shard_index)
+        return dataset
+
+    # Where batch `start_batch` starts in the item stream: skip whole windows
+    # (fixed-size batches: whole batches) of serialized items here, and the
+    # rest of the batches after windowing.
+    items_per_window = bucket_window * batch_size if bucketing else batch_size
+    first_window, batches_to_skip = divmod(start_batch, bucket_window if bucketing else 1)
+    items_to_skip = first_window * items_per_window
+    if repeat:
+        first_pass, items_to_skip = divmod(items_to_skip, items_per_pass)
+        dataset = tf.data.Dataset.counter(first_pass).flat_map(
+            lambda pass_index: one_pass(_pass_seed(seed, pass_index))
         )
     else:
-        # Sequential reads keep the manifest's (utterance id) order.
-        dataset = tf.data.TFRecordDataset(files, buffer_size=_READ_BUFFER_BYTES)
+        dataset = one_pass(seed)
+    if items_to_skip:
+        dataset = dataset.skip(items_to_skip)
 
-    dataset = dataset.map(records.parse_example, num_parallel_calls=tf.data.AUTOTUNE)
-    if len(kept) != len(manifest["groups"]):
-        kept_tensor = tf.constant(kept, dtype=tf.string)
-        dataset = dataset.filter(
-            lambda item: tf.reduce_any(tf.equal(item["group"], kept_tensor))
-        )
+    if bucketing:
+        length_features = {
+            "audio_frames": tf.io.FixedLenFeature([], tf.int64),
+            "text_tokens": tf.io.FixedLenFeature([], tf.int64),
+        }
 
-    def to_model_inputs(item):
+        def with_lengths(serialized):
+            lengths = tf.io.parse_single_example(serialized, length_features)
+            return serialized, lengths["audio_frames"], lengths["text_tokens"]
+
+        def order_window(window_index, window):
+            serialized, audio_frames, text_tokens = window
+            size = tf.shape(serialized, out_type=tf.int64)[0]
+            # By audio length, then transcript length; stable, so ties keep
+            # the stream order.
+            by_length = tf.argsort(audio_frames * (1 << 32) + text_tokens, stable=True)
+            # Shuffle the order of the full batches; a final window's short
+            # batch stays last, so that re-batching lines up with the cut.
+            num_full = size // batch_size
+            batch_order = tf.argsort(
+                tf.random.stateless_uniform(
+                    tf.reshape(num_full, [1]),
+                    seed=tf.stack([tf.constant(seed + _MAX_SEED, tf.int64), window_index]),
+                ),
+                stable=True,
+            )
+            rows = tf.cast(batch_order, tf.int64)[:, None] * batch_size + tf.range(
+                batch_size, dtype=tf.int64
+            )
+            positions = tf.concat(
+                [tf.reshape(rows, [-1]), tf.range(num_full * batch_size, size)], axis=0
+            )
+            return tf.gather(serialized, tf.gather(by_length, positions))
+
+        dataset = dataset.map(with_lengths, num_parallel_calls=tf.data.AUTOTUNE)
+        dataset = dataset.batch(items_per_window).enumerate(start=first_window)
+        dataset = dataset.map(order_window, num_parallel_calls=tf.data.AUTOTUNE).unbatch()
+
+    def to_model_inputs(serialized):
+        item = records.parse_example(serialized)
         inputs = {
             "audio_features": tf.ensure_shape(item["audio_features"], [None, audio_dim]),
             "audio_length": item["audio_length"],
@@ -207,15 +382,9 @@ def make_dataset(
         return inputs, item["label"]
 
     dataset = dataset.map(to_model_inputs, num_parallel_calls=tf.data.AUTOTUNE)
-    if cache:
-        dataset = dataset.cache()
-    if shuffle:
-        dataset = dataset.shuffle(
-            min(shuffle_buffer, num_kept), seed=seed, reshuffle_each_iteration=True
-        )
-    if repeat:
-        dataset = dataset.repeat()
     # Unknown dimensions pad to each batch's own longest item, with zeros
     # (and empty strings for the metadata).
     dataset = dataset.padded_batch(batch_size, drop_remainder=drop_remainder)
+    if batches_to_skip:
+        dataset = dataset.skip(batches_to_skip)
     return dataset.prefetch(tf.data.AUTOTUNE)

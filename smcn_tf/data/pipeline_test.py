@@ -198,3 +198,268 @@ def test_bad_arguments(corpus, tmp_path):
         pipeline.make_dataset(records_dir, batch_size=0)
     with pytest.raises(FileNotFoundError, match="manifest.json"):
         pipeline.make_dataset(tmp_path)
+
+
+LONG_CORPUS_SIZE = 80
+
+
+@pytest.fixture(scope="module")
+def long_corpus(tmp_path_factory):
+    """Four shards of 20 examples with log-normal lengths (audio 1..400 frames)."""
+    out_dir = tmp_path_factory.mktemp("long_records")
+    rng = np.random.default_rng(1)
+    shards = []
+    counts = {group: dict.fromkeys(CLASS_NAMES, 0) for group in GROUPS}
+    num_shards, per_shard = 4, LONG_CORPUS_SIZE // 4
+    for shard in range(num_shards):
+        serialized = []
+        shard_groups = {}
+        for row in range(per_shard):
+            index = shard * per_shard + row
+            group = GROUPS[index % 3]
+            label = int(rng.integers(4))
+            frames = int(np.clip(rng.lognormal(3.5, 1.0), 1, 400))
+            tokens = int(np.clip(rng.lognormal(2.0, 0.6), 1, 60))
+            counts[group][CLASS_NAMES[label]] += 1
+            shard_groups[group] = shard_groups.get(group, 0) + 1
+            serialized.append(
+                records.serialize_example(
+                    f"utt{index:03d}",
+                    f"spk{index % 2}",
+                    group,
+                    label,
+                    rng.normal(size=(frames, AUDIO_DIM)),
+                    rng.normal(size=(tokens, TEXT_DIM)),
+                )
+            )
+        name = records.shard_name(shard, num_shards)
+        records.write_shard(out_dir / name, serialized)
+        shards.append({"file": name, "count": per_shard, "groups": shard_groups})
+    records.write_manifest(
+        out_dir,
+        {
+            "format_version": 1,
+            "corpus": "demo-long",
+            "class_names": CLASS_NAMES,
+            "audio_dim": AUDIO_DIM,
+            "text_dim": TEXT_DIM,
+            "text_encoder": "fake",
+            "pooling": 5,
+            "max_frames": 500,
+            "max_tokens": 150,
+            "shards": shards,
+            "num_examples": LONG_CORPUS_SIZE,
+            "groups": GROUPS,
+            "counts": counts,
+        },
+    )
+    return out_dir
+
+
+def _batches(dataset, count=None):
+    """The batches of a `include_metadata=True` dataset, as numpy dicts."""
+    if count is not None:
+        dataset = dataset.take(count)
+    batches = []
+    for inputs, labels, metadata in dataset:
+        batch = {key: value.numpy() for key, value in inputs.items()}
+        batch["label"] = labels.numpy()
+        batch["ids"] = [value.decode() for value in metadata["utterance_id"].numpy()]
+        batches.append(batch)
+    return batches
+
+
+def _assert_same_batches(actual, expected):
+    assert len(actual) == len(expected)
+    for position, (got, want) in enumerate(zip(actual, expected)):
+        assert got["ids"] == want["ids"], f"batch {position}"
+        for key in want:
+            if key != "ids":
+                # Bit-equal, shapes included.
+                np.testing.assert_array_equal(got[key], want[key], err_msg=f"{key} {position}")
+                assert got[key].shape == want[key].shape
+
+
+def _all_ids():
+    return [f"utt{i:03d}" for i in range(LONG_CORPUS_SIZE)]
+
+
+def _padded_frames(batches):
+    return sum(b["audio_features"].shape[0] * b["audio_features"].shape[1] for b in batches)
+
+
+def test_bucketing_yields_each_item_once_per_pass(long_corpus):
+    batches = _batches(
+        pipeline.make_dataset(
+            long_corpus, batch_size=6, shuffle=True, seed=3, bucket_window=4,
+            include_metadata=True,
+        )
+    )
+    ids = [utterance_id for batch in batches for utterance_id in batch["ids"]]
+    assert sorted(ids) == _all_ids()
+    # 80 items: three windows of 24 (4 batches each), then 8 items cut 6 + 2,
+    # the short batch last.
+    assert [len(batch["ids"]) for batch in batches] == [6] * 13 + [2]
+    dropped = pipeline.make_dataset(
+        long_corpus, batch_size=6, shuffle=True, seed=3, bucket_window=4,
+        drop_remainder=True,
+    )
+    assert [int(labels.shape[0]) for _, labels in dropped] == [6] * 13
+
+
+def test_bucketing_pads_each_batch_to_its_own_longest_and_little(long_corpus):
+    window = 4
+
+    def make(bucket_window):
+        return _batches(
+            pipeline.make_dataset(
+                long_corpus, batch_size=6, shuffle=True, seed=3,
+                bucket_window=bucket_window, include_metadata=True,
+            )
+        )
+
+    bucketed = make(window)
+    narrower_than_window = 0
+    for start in range(0, len(bucketed), window):
+        in_window = bucketed[start:start + window]
+        widest = max(batch["audio_length"].max() for batch in in_window)
+        for batch in in_window:
+            # Padded to the batch's own longest audio and transcript.
+            assert batch["audio_features"].shape[1] == batch["audio_length"].max()
+            assert batch["text_features"].shape[1] == batch["text_length"].max()
+            narrower_than_window += int(batch["audio_features"].shape[1] < widest)
+        # Sorted within the window: the batches' length ranges do not overlap.
+        ranges = sorted((b["audio_length"].min(), b["audio_length"].max()) for b in in_window)
+        for (_, high), (low, _) in zip(ranges, ranges[1:]):
+            assert high <= low
+    assert narrower_than_window >= len(bucketed) // 2
+
+    plain = make(None)
+    real_frames = sum(int(batch["audio_length"].sum()) for batch in plain)
+    assert real_frames == sum(int(batch["audio_length"].sum()) for batch in bucketed)
+    bucketed_padding = _padded_frames(bucketed) - real_frames
+    plain_padding = _padded_frames(plain) - real_frames
+    assert bucketed_padding < 0.5 * plain_padding
+
+
+def test_bucketing_order_follows_the_seed(long_corpus):
+    def order(seed):
+        dataset = pipeline.make_dataset(
+            long_corpus, batch_size=5, shuffle=True, repeat=True, seed=seed,
+            bucket_window=4, include_metadata=True,
+        )
+        return [batch["ids"] for batch in _batches(dataset, 20)]
+
+    first = order(11)
+    assert first == order(11)
+    assert first != order(12)
+
+
+def test_bucket_window_off_values_match_default(long_corpus):
+    def order(**kwargs):
+        dataset = pipeline.make_dataset(
+            long_corpus, batch_size=7, shuffle=True, seed=2, include_metadata=True, **kwargs
+        )
+        return [batch["ids"] for batch in _batches(dataset)]
+
+    default = order()
+    assert order(bucket_window=0) == default
+    assert order(bucket_window=1) == default
+    assert order(start_batch=0, num_shards=1, shard_index=0) == default
+
+
+@pytest.mark.parametrize("bucket_window", [None, 4])
+def test_repeat_reshuffles_each_pass(long_corpus, bucket_window):
+    # 80 items in batches of 5: 16 batches a pass (and 4 windows of 20).
+    dataset = pipeline.make_dataset(
+        long_corpus, batch_size=5, shuffle=True, repeat=True, seed=4,
+        bucket_window=bucket_window, include_metadata=True,
+    )
+    ids = [i for batch in _batches(dataset, 48) for i in batch["ids"]]
+    passes = [ids[i:i + LONG_CORPUS_SIZE] for i in range(0, len(ids), LONG_CORPUS_SIZE)]
+    for one_pass in passes:
+        assert sorted(one_pass) == _all_ids()
+    assert passes[0] != passes[1] != passes[2]
+
+
+RESUME_CASES = {
+    "fixed": dict(),
+    "bucketed-filtered": dict(bucket_window=4, exclude_groups=["Session2"]),
+    "bucketed-cached": dict(bucket_window=3, cache=True, groups=["Session1", "Session3"]),
+    "bucketed-shard": dict(bucket_window=4, num_shards=2, shard_index=1),
+    "fixed-shard": dict(num_shards=3, shard_index=2, drop_remainder=True),
+}
+
+
+@pytest.mark.parametrize("case", sorted(RESUME_CASES))
+def test_start_batch_resumes_exactly_when_repeating(long_corpus, case):
+    kwargs = dict(
+        batch_size=6, shuffle=True, repeat=True, seed=9, include_metadata=True,
+        shuffle_buffer=32, **RESUME_CASES[case],
+    )
+    reference = _batches(pipeline.make_dataset(long_corpus, **kwargs), 30)
+    # 0, 1, inside a window, and past a full pass (<= 80 items a pass, 6 a batch).
+    for start in (0, 1, 6, 17, 24):
+        resumed = _batches(pipeline.make_dataset(long_corpus, start_batch=start, **kwargs), 5)
+        _assert_same_batches(resumed, reference[start:start + 5])
+
+
+@pytest.mark.parametrize("bucket_window", [None, 4])
+def test_start_batch_resumes_exactly_in_one_pass(long_corpus, bucket_window):
+    kwargs = dict(
+        batch_size=6, shuffle=True, seed=5, include_metadata=True,
+        bucket_window=bucket_window, exclude_groups=["Session1"],
+    )
+    reference = _batches(pipeline.make_dataset(long_corpus, **kwargs))
+    assert len(reference) == 9  # 53 items.
+    for start in (1, 5, 8, 9, 12):
+        resumed = _batches(pipeline.make_dataset(long_corpus, start_batch=start, **kwargs))
+        _assert_same_batches(resumed, reference[start:])
+
+
+def test_unshuffled_stream_is_fixed_without_a_seed(long_corpus):
+    kwargs = dict(batch_size=6, bucket_window=4, include_metadata=True)
+    reference = _batches(pipeline.make_dataset(long_corpus, **kwargs))
+    _assert_same_batches(_batches(pipeline.make_dataset(long_corpus, **kwargs)), reference)
+    resumed = _batches(pipeline.make_dataset(long_corpus, start_batch=5, **kwargs))
+    _assert_same_batches(resumed, reference[5:])
+
+
+def test_shards_are_disjoint_and_cover_a_pass(long_corpus):
+    for num_shards in (2, 3):
+        shards = [
+            [
+                utterance_id
+                for batch in _batches(
+                    pipeline.make_dataset(
+                        long_corpus, batch_size=4, shuffle=True, seed=8,
+                        bucket_window=2, num_shards=num_shards, shard_index=index,
+                        include_metadata=True,
+                    )
+                )
+                for utterance_id in batch["ids"]
+            ]
+            for index in range(num_shards)
+        ]
+        everything = [utterance_id for shard in shards for utterance_id in shard]
+        assert sorted(everything) == _all_ids()  # Disjoint, and all covered.
+        assert max(map(len, shards)) - min(map(len, shards)) <= 1
+
+
+def test_bad_new_arguments(long_corpus):
+    bad = [
+        (dict(bucket_window=-1), "bucket_window"),
+        (dict(bucket_window=2.0), "bucket_window"),
+        (dict(bucket_window=True), "bucket_window"),
+        (dict(start_batch=-1), "start_batch"),
+        (dict(start_batch="3"), "start_batch"),
+        (dict(num_shards=0), "num_shards"),
+        (dict(num_shards=2, shard_index=2), "shard_index"),
+        (dict(shard_index=-1), "shard_index"),
+        (dict(num_shards=LONG_CORPUS_SIZE + 1, shard_index=LONG_CORPUS_SIZE), "num_shards"),
+        (dict(seed="7"), "seed"),
+        (dict(shuffle=True, start_batch=3), "seed"),
+    ]
+    for kwargs, name in bad:
+        with pytest.raises(ValueError, match=name):
+            pipeline.make_dataset(long_corpus, **kwargs)
