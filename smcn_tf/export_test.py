@@ -411,3 +411,45 @@ def test_export_from_run_reads_the_runs_feature_settings(tmp_path):
     assert description["tokenizer"]["directory"] is None
     with pytest.raises(ValueError, match="holds no tokenizer"):
         load_tokenizer(path)
+
+
+@pytest.mark.parametrize("policy", ["mixed_float16", "mixed_bfloat16"])
+def test_a_mixed_precision_model_trains_and_exports_in_float32(policy, tmp_path):
+    from smcn_tf.export import serving_copy
+
+    rng = np.random.default_rng(2)
+    inputs = random_features(78, 384)
+    labels = rng.integers(0, len(CLASS_NAMES), 3)
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(policy)
+    try:
+        keras.utils.set_random_seed(5)
+        model = build_smcn("audio", class_names=CLASS_NAMES, **TINY)
+        model.compile(optimizer=keras.optimizers.Adam(1e-2))
+        history = model.fit(
+            tf.data.Dataset.from_tensors((inputs, labels)).repeat(3), verbose=0
+        )
+        in_process = model(inputs)
+    finally:
+        keras.config.set_dtype_policy(previous)
+    assert np.all(np.isfinite(history.history["loss"]))
+    # The GRUs ran in reduced precision; the softmax and the loss in float32.
+    assert model.get_layer("audio_gru").compute_dtype == policy.split("_")[1]
+    assert in_process["probabilities"].dtype == "float32"
+    assert in_process["audio_attention"].dtype == "float32"
+
+    settings = feature_settings("not-needed-for-audio", max_tokens=None)
+    export_dir = export_model(model, str(tmp_path), "smcn", feature_settings=settings)
+    loaded = tf.saved_model.load(export_dir)
+    answer = loaded.signatures["features"](**_as_tensors(inputs))
+    assert answer["probabilities"].dtype == tf.float32
+    float32_model = serving_copy(model)
+    assert float32_model.get_layer("audio_gru").compute_dtype == "float32"
+    expected = dict(float32_model(inputs))
+    expected["text_attention"] = np.zeros(inputs["text_features"].shape[:2], "float32")
+    # The export is the same weights computed in float32 ...
+    assert_answers_match(answer, expected, atol=1e-6)
+    # ... so it agrees with the in-process mixed-precision model up to its rounding.
+    np.testing.assert_allclose(
+        answer["probabilities"].numpy(), np.asarray(in_process["probabilities"]), atol=3e-2
+    )

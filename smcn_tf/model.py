@@ -18,6 +18,12 @@ Outputs (a dict; a variant returns the keys it has):
 The loss is eq. 17, computed in `SMCNModel.compute_loss`, and each term is
 logged on its own (`emotion_loss`, `audio_loss`, `text_loss`,
 `audio_calibration_loss`, `text_calibration_loss`).
+
+Mixed precision: built under a `mixed_float16` or `mixed_bfloat16` Keras
+policy, the GRUs, attention projections and dense layers compute in the
+reduced type, while every softmax (the attention weights and the three
+heads) and every loss term stay in float32; the variables are float32, so
+`smcn_tf.export.serving_copy` rebuilds the same model in float32 for serving.
 """
 
 import dataclasses
