@@ -119,15 +119,13 @@ def _check_integer(name, value, minimum):
 
 
 def _pass_seed(seed, pass_index):
-    # Pass 0 shuffles with `seed` itself, so a single pass is ordered as a
-    # plain `shuffle(seed=seed)` would order it; later passes draw a seed from
-    # (seed, pass). Any pass's order is a function of its index alone, which
-    # lets a resumed stream start at any pass without replaying earlier ones.
-    drawn = tf.random.stateless_uniform(
-        [], seed=tf.stack([tf.constant(seed, tf.int64), pass_index]),
-        minval=0, maxval=_MAX_SEED, dtype=tf.int64,
+    # A stateless seed pair per pass: any pass's order is a function of
+    # (seed, pass) alone, which lets a resumed stream start at any pass
+    # without replaying the earlier ones. Stateless ops also leave TF's
+    # global seed (which `keras.utils.set_random_seed` sets) out of it.
+    return tf.stack(
+        [tf.constant(seed, tf.int64), tf.cast(pass_index, tf.int64)]
     )
-    return tf.where(pass_index == 0, tf.constant(seed, tf.int64), drawn)
 
 
 def make_dataset(
@@ -163,15 +161,15 @@ def make_dataset(
         exclude_groups: then drop these groups (e.g. `["Session5"]` to train
             that fold).
         batch_size: items per batch (per worker, with `num_shards` > 1).
-        shuffle: shuffle the shard order and the items (buffer
-            `shuffle_buffer`), reshuffled every pass.
+        shuffle: shuffle the shard order and the items (in blocks of
+            `shuffle_buffer`), differently in every pass of `repeat`.
         repeat: repeat indefinitely. Batches run across pass boundaries.
         seed: the shuffle seed; with a seed the stream is reproducible: a
-            new dataset built with the same arguments yields the same batches
-            (with `repeat`, so does every new iterator over one dataset;
-            without, each iteration over it is a new pass, reshuffled).
+            new dataset built with the same arguments, and every new
+            iterator over one dataset, yields the same batches. The order
+            depends on `seed` alone, not on TensorFlow's global seed.
             Unshuffled streams need none.
-        shuffle_buffer: the shuffle buffer size, in items.
+        shuffle_buffer: how many consecutive records are shuffled together.
         drop_remainder: drop the last, smaller batch.
         include_metadata: add a third element `{"utterance_id", "group",
             "speaker"}`, each `tf.string` `[B]`.
@@ -274,8 +272,10 @@ def make_dataset(
         if shuffle and not cache and len(files) > 1:
             # Shuffled shard order + interleaving mixes items across shards
             # beyond what the element shuffle buffer alone reaches.
-            file_dataset = tf.data.Dataset.from_tensor_slices(files).shuffle(
-                len(files), seed=pass_seed, reshuffle_each_iteration=True
+            file_dataset = tf.data.Dataset.from_tensor_slices(
+                tf.random.experimental.stateless_shuffle(
+                    tf.constant(files), seed=tf.random.experimental.stateless_fold_in(pass_seed, 0)
+                )
             )
             dataset = file_dataset.interleave(
                 lambda path: tf.data.TFRecordDataset(path, buffer_size=_READ_BUFFER_BYTES),
@@ -300,13 +300,24 @@ def make_dataset(
             )
         return dataset
 
-    cached = read_records(None).cache() if cache else None
+    cached = read_records(_pass_seed(seed, 0)).cache() if cache else None
 
     def one_pass(pass_seed):
         dataset = cached if cache else read_records(pass_seed)
         if shuffle:
-            dataset = dataset.shuffle(
-                min(shuffle_buffer, num_kept), seed=pass_seed, reshuffle_each_iteration=True
+            # Shuffle blocks of `shuffle_buffer` consecutive records, each
+            # with its own stateless seed (deterministic, whatever TF's
+            # global seed).
+            block_seed = tf.random.experimental.stateless_fold_in(pass_seed, 1)
+            dataset = (
+                dataset.batch(min(shuffle_buffer, num_kept))
+                .enumerate()
+                .map(
+                    lambda index, block: tf.random.experimental.stateless_shuffle(
+                        block, seed=tf.random.experimental.stateless_fold_in(block_seed, index)
+                    )
+                )
+                .unbatch()
             )
         if num_shards > 1:
             # Every worker has the same order (same seed), so the shards are
@@ -326,7 +337,7 @@ def make_dataset(
             lambda pass_index: one_pass(_pass_seed(seed, pass_index))
         )
     else:
-        dataset = one_pass(seed)
+        dataset = one_pass(_pass_seed(seed, 0))
     if items_to_skip:
         dataset = dataset.skip(items_to_skip)
 

@@ -463,3 +463,22 @@ def test_bad_new_arguments(long_corpus):
     for kwargs, name in bad:
         with pytest.raises(ValueError, match=name):
             pipeline.make_dataset(long_corpus, **kwargs)
+
+
+def test_the_stream_ignores_the_global_seed(corpus):
+    """`smcn train` seeds TensorFlow globally before building its dataset."""
+    records_dir, _ = corpus
+
+    def ids():
+        dataset = pipeline.make_dataset(
+            records_dir, batch_size=4, shuffle=True, repeat=True, seed=3,
+            bucket_window=2, include_metadata=True,
+        )
+        return [batch[2]["utterance_id"].numpy().tolist() for batch in dataset.take(8)]
+
+    unseeded = ids()
+    tf.random.set_seed(11)
+    try:
+        assert ids() == unseeded
+    finally:
+        tf.random.set_seed(None)

@@ -1,0 +1,63 @@
+"""Smoke test of scripts/benchmark_training.py: a --quick run, end to end.
+
+The run is real (every case in its own process, tiny sizes, a few steps); the
+test checks the JSON it writes, not the speeds.
+"""
+
+import json
+import math
+import os
+import subprocess
+import sys
+
+REPOSITORY = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SCRIPT = os.path.join(REPOSITORY, "scripts", "benchmark_training.py")
+CASES = ("baseline", "smcn_fixed", "smcn_variable", "smcn_bucketed")
+MEASURED = ("train_samples_per_s", "predict_samples_per_s", "first_step_s", "peak_rss_mb",
+            "train_ratio", "predict_ratio")
+
+
+def _positive(value):
+    return isinstance(value, (int, float)) and math.isfinite(value) and value > 0
+
+
+def test_quick_run_measures_every_case(tmp_path):
+    out = tmp_path / "benchmark.json"
+    completed = subprocess.run(
+        [sys.executable, SCRIPT, "--quick", "--jobs", "2", "--out", str(out)],
+        capture_output=True, text=True, timeout=600, cwd=REPOSITORY,
+    )
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+    # The table and the targets are printed, without TensorFlow's log noise.
+    assert "train/s" in completed.stdout and "Targets of the issue" in completed.stdout
+    assert "oneDNN" not in completed.stdout + completed.stderr
+
+    report = json.loads(out.read_text())
+    assert report["settings"]["quick"] is True and report["settings"]["paper_size"] is False
+    machine = report["machine"]
+    assert machine["cpu"] and machine["cpu_cores"] >= 1
+    assert isinstance(machine["gpus"], list)
+    rows = report["rows"]
+    for case in CASES:
+        case_rows = [row for row in rows if row["case"] == case]
+        assert case_rows, f"no row for {case}"
+        for row in case_rows:
+            if case == "smcn_bucketed" and not report["api"]["bucket_window"]:
+                assert row["status"] == "skipped" and row["reason"]
+                continue
+            assert row["status"] == "ok", row
+            for field in MEASURED:
+                assert _positive(row[field]), (row["name"], field, row[field])
+            assert row["parameters"] > 0
+    for row in rows:
+        if row["case"] == "baseline":
+            assert row["train_ratio"] == 1.0 and row["predict_ratio"] == 1.0
+    if report["api"]["recurrent_core"]:
+        assert {row.get("recurrent_core_used") for row in rows if row["case"] != "baseline"} == {
+            "fused"}
+
+    targets = {target["target"]: target for target in report["targets"]}
+    assert set(targets) == {"train_variable", "train_fixed", "predict_fixed", "first_step"}
+    for target in targets.values():
+        assert _positive(target["value"]), target
+        assert target["met"] in (True, False) and target["applies"] is False
