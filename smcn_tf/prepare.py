@@ -23,15 +23,30 @@ of 40 ms need).
 
 The report says what was kept and what was dropped and why: the parser's
 skips (missing or empty media, missing transcriptions), labels outside the
-classes, media no row annotates, clips that could not be decoded, and clips
-that were truncated. For the real releases ("iemocap", "meld") it also
-compares the parsed counts with the published ones (`counts_check`; print it
-with `format_counts_table`) and warns loudly on stderr when they differ.
+classes, media no row annotates, clips that could not be decoded, clips
+shorter than `min_seconds` (default `MIN_SECONDS_DEFAULT`, 0.1 s: a 1-sample
+file would otherwise become a 1-frame example), and clips that were
+truncated. `format_skipped` lays out the skipped utterances for the console.
+For the real releases ("iemocap", "meld") the report also compares the parsed
+counts with the published ones (`counts_check`; print it with
+`format_counts_table`), and a loud warning goes to stderr when they differ.
 
-Utterances are sorted by id and shard `i` is planned to hold utterances
-`[i * shard_size, (i + 1) * shard_size)` of that order. The plan does not
-depend on which audio files turn out to be unreadable: an unreadable utterance
-is left out of its shard (the shard is smaller) and recorded in the sidecar.
+Shards are planned by a stable key, not by position (`plan_shards`): each
+group (IEMOCAP session, MELD split) gets `ceil(listed / shard_size)` shards,
+where `listed` counts the utterances the corpus lists in that group before any
+were skipped (a missing wav still counts), and an utterance goes to shard
+`sha256(utterance id) mod that` of its group; a shard holds its utterances
+sorted by id. So an utterance's shard depends on its id and its group's listed
+size alone: a file that goes missing changes the plan of its own shard only,
+and the number of shards does not change. An utterance added to the corpus (or
+relabelled into or out of the classes) changes its own shard only as well,
+unless its group's listed size crosses a multiple of `shard_size`: then the
+number of shards changes and every shard is recomputed. Shard sizes vary
+around `shard_size`; a shard may even be empty (count 0, which the pipeline
+skips). Shards are group-pure, so a pipeline reading one group (a LOSO test
+fold) opens that group's shards alone. The plan does not depend on which
+audio files turn out to be unreadable either: such an utterance is left out of
+its shard (the shard is smaller) and recorded in the sidecar.
 
 Resuming: each shard is written atomically, then its sidecar. The sidecar
 holds the example count, the kept utterance ids, the skipped ones with their
@@ -58,7 +73,12 @@ import tqdm
 
 from smcn_tf.data import iemocap, meld, records
 from smcn_tf.features import media
-from smcn_tf.features.audio import LogMelFeatures, extract_audio_features
+from smcn_tf.features.audio import (
+    MIN_SECONDS_DEFAULT,
+    LogMelFeatures,
+    extract_audio_features,
+    too_short_reason,
+)
 from smcn_tf.features.text import TextEncoder
 from smcn_tf.io_utils import write_json_atomic
 
@@ -71,6 +91,8 @@ DEFAULT_MAX_SECONDS = {"iemocap": None, "demo": None, "meld": 30.0, "demo-meld":
 # How many unannotated media file names the report quotes per split.
 REPORT_EXAMPLE_NAMES = 10
 REPORT_FILENAME = "report.json"
+# How many skipped utterances `format_skipped` lists before "... and N more".
+CONSOLE_SKIPPED_LINES = 10
 SIDECAR_SUFFIX = ".json"
 
 _SHARD_FILE = re.compile(r"^shard-\d{5}-of-\d{5}\.tfrecord(\.json)?$")
@@ -214,6 +236,7 @@ def _compute_shard(
     read_audio,
     extract_audio,
     max_seconds=None,
+    min_seconds=0.0,
 ):
     """Extracts and writes one shard, then its sidecar; returns the sidecar."""
     timings = dict.fromkeys(_STAGES, 0.0)
@@ -247,6 +270,10 @@ def _compute_shard(
                 f"expected a non-empty mono waveform, got shape {waveform.shape}",
                 "read_audio",
             )
+            continue
+        short = too_short_reason(waveform.size, sample_rate, min_seconds)
+        if short is not None:
+            skip(utterance, short, "read_audio")
             continue
         if was_truncated:
             truncated.append(
@@ -336,6 +363,8 @@ _REASON_KINDS = (
 
 def _reason_kind(reason):
     """The kind of a skip reason, e.g. `"missing media file"`, for counting."""
+    if reason.startswith("shorter than "):  # "shorter than 0.1 s: 0.0001 s (1 sample)"
+        return reason.split(":", 1)[0]
     for kind in _REASON_KINDS:
         if reason.startswith(kind):
             return kind
@@ -348,6 +377,89 @@ def _remove_leftovers(out_dir):
         if _TEMPORARY_FILE.match(name):
             _remove_quietly(os.path.join(out_dir, name))
     _remove_quietly(os.path.join(out_dir, records.MANIFEST_FILENAME))
+
+
+def _shard_key(utterance_id):
+    """A stable, uniform 64-bit number for an utterance id (not Python's salted hash)."""
+    return int.from_bytes(hashlib.sha256(utterance_id.encode("utf-8")).digest()[:8], "big")
+
+
+def plan_shards(utterances, shard_size, listed_counts=None):
+    """Plans which utterances each shard holds, by a stable key.
+
+    Group `g` (an IEMOCAP session, a MELD split) gets
+    `n_g = ceil(listed_counts[g] / shard_size)` shards (at least one), and
+    an utterance of `g` goes to its group's shard
+    `sha256(utterance_id) mod n_g`. Shards are ordered by group name, then by
+    that index; each holds its utterances sorted by id.
+
+    An utterance's shard thus depends on its id, its group and the group's
+    listed size only, never on which other utterances are present: dropping
+    one (a wav went missing) changes its own shard's plan and no other, as
+    long as `listed_counts` still counts it. Shards hold about `shard_size`
+    utterances each, some fewer or more, and may be empty.
+
+    Args:
+        utterances: `Utterance` objects with distinct ids.
+        shard_size: utterances planned per shard, on average.
+        listed_counts: `{group: n}`, the number of utterances the corpus
+            lists in each group before any were skipped; a group's count is
+            raised to the utterances given when it is smaller, and groups
+            missing from it count the utterances given. Default: the
+            utterances given.
+
+    Returns:
+        A list of shards, each a list of utterances sorted by id.
+
+    Example:
+
+    With `shard_size` 256, IEMOCAP's sessions of 1085, 1023, 1151, 1031 and
+    1241 utterances get 5, 4, 5, 5 and 5 shards:
+
+    >>> len(plan_shards(parsed.utterances, 256))  # doctest: +SKIP
+    24
+    """
+    if isinstance(shard_size, bool) or not isinstance(shard_size, int) or shard_size < 1:
+        raise ValueError(f"shard_size must be a positive integer, got {shard_size!r}.")
+    by_group = {}
+    for utterance in utterances:
+        by_group.setdefault(utterance.group, []).append(utterance)
+    listed = {}
+    for group, count in (listed_counts or {}).items():
+        if isinstance(count, bool) or not isinstance(count, int) or count < 0:
+            raise ValueError(
+                f"listed_counts[{group!r}] must be an integer >= 0, got {count!r}."
+            )
+        listed[group] = count
+    shards = []
+    for group in sorted(set(by_group) | set(listed), key=str):
+        members = by_group.get(group, [])
+        num_buckets = max(1, math.ceil(max(listed.get(group, 0), len(members)) / shard_size))
+        buckets = [[] for _ in range(num_buckets)]
+        for utterance in members:
+            buckets[_shard_key(utterance.utterance_id) % num_buckets].append(utterance)
+        shards.extend(sorted(bucket, key=lambda u: u.utterance_id) for bucket in buckets)
+    return shards
+
+
+def _count_listed(utterances, skipped, group_of):
+    """`{group: n}` of the distinct utterance ids a parser kept or skipped.
+
+    Args:
+        utterances: the parser's kept utterances.
+        skipped: its `(utterance_id, reason)` skips (missing media, ...).
+        group_of: `utterance_id -> group` for a skipped id (None: unknown,
+            not counted).
+    """
+    ids = {utterance.utterance_id: utterance.group for utterance in utterances}
+    for utterance_id, _ in skipped:
+        if utterance_id not in ids:
+            ids[utterance_id] = group_of(utterance_id)
+    counts = {}
+    for group in ids.values():
+        if group is not None:
+            counts[group] = counts.get(group, 0) + 1
+    return dict(sorted(counts.items()))
 
 
 def prepare_utterances(
@@ -366,6 +478,8 @@ def prepare_utterances(
     report_extra=None,
     max_seconds=None,
     dropped_by_parser=None,
+    min_seconds=MIN_SECONDS_DEFAULT,
+    listed_counts=None,
 ):
     """Extracts features of utterances into sharded TFRecords, resumably.
 
@@ -385,7 +499,8 @@ def prepare_utterances(
         text_encoder: a `smcn_tf.features.text.TextEncoder` (or any object
             with `dim`, `max_tokens` and `encode(texts, progress=False)`).
         sample_rate: the rate audio is read at.
-        shard_size: utterances planned per shard.
+        shard_size: utterances planned per shard, on average (see
+            `plan_shards`).
         progress: show a tqdm progress bar over the utterances.
         read_audio: `read_audio(path, sample_rate) -> np.ndarray [samples]`
             (called with `max_seconds=` as well when `max_seconds` is set),
@@ -401,6 +516,13 @@ def prepare_utterances(
             is listed under `truncated` in the report. None keeps all.
         dropped_by_parser: reason -> count of utterances dropped before this
             stage (by the corpus parser), added to the report's `dropped`.
+        min_seconds: skip clips shorter than this (after any cut at
+            `max_seconds`), with the reason `"shorter than 0.1 s: 0.0001 s (1
+            sample)"` in the report; 0 keeps every non-empty clip.
+        listed_counts: `{group: n}` utterances the corpus lists per group
+            before the parser skipped any, so that the shard plan (and the
+            number of shards) does not change when a file goes missing; see
+            `plan_shards`. Default: the utterances given.
 
     Returns:
         The report (also written to `out_dir/report.json`): `corpus`,
@@ -414,8 +536,8 @@ def prepare_utterances(
 
     Raises:
         ValueError: no utterances, a duplicate id, a label not in
-            `class_names`, a bad `shard_size` or `max_seconds`, or no
-            readable utterance.
+            `class_names`, a bad `shard_size`, `max_seconds`, `min_seconds`
+            or `listed_counts`, or no readable utterance.
 
     Example:
 
@@ -435,6 +557,18 @@ def prepare_utterances(
         or max_seconds <= 0
     ):
         raise ValueError(f"max_seconds must be None or a positive number, got {max_seconds!r}.")
+    if (
+        isinstance(min_seconds, bool)
+        or not isinstance(min_seconds, (int, float))
+        or not math.isfinite(min_seconds)
+        or min_seconds < 0
+    ):
+        raise ValueError(f"min_seconds must be a number >= 0, got {min_seconds!r}.")
+    if max_seconds is not None and min_seconds > max_seconds:
+        raise ValueError(
+            f"min_seconds ({min_seconds}) is above max_seconds ({max_seconds}): every clip "
+            "would be skipped."
+        )
     class_names = list(class_names)
     if len(set(class_names)) != len(class_names) or not class_names:
         raise ValueError(f"class_names must be distinct and non-empty, got {class_names}.")
@@ -458,8 +592,11 @@ def prepare_utterances(
     if max_seconds is not None:
         # Only when set, so records prepared before the option existed still resume.
         settings["max_seconds"] = float(max_seconds)
+    # Always: records of versions without the limit may hold 1-frame examples.
+    settings["min_seconds"] = float(min_seconds)
 
-    num_shards = math.ceil(len(ordered) / shard_size)
+    plan = plan_shards(ordered, shard_size, listed_counts)
+    num_shards = len(plan)
     timings = dict.fromkeys(_STAGES, 0.0)
     started = time.perf_counter()
     sidecars = []
@@ -467,8 +604,7 @@ def prepare_utterances(
     with tqdm.tqdm(
         total=len(ordered), desc=f"prepare {corpus}", unit="utt", disable=not progress
     ) as bar:
-        for index in range(num_shards):
-            planned = ordered[index * shard_size : (index + 1) * shard_size]
+        for index, planned in enumerate(plan):
             shard_path = os.path.join(out_dir, records.shard_name(index, num_shards))
             digest = _digest(settings, planned)
             sidecar = _load_completed_shard(shard_path, digest)
@@ -488,6 +624,7 @@ def prepare_utterances(
                     read_audio=read_audio,
                     extract_audio=extract_audio,
                     max_seconds=max_seconds,
+                    min_seconds=min_seconds,
                 )
                 computed += 1
                 for stage, seconds in shard_timings.items():
@@ -536,6 +673,7 @@ def prepare_utterances(
         "audio_layer": audio_settings,
         "shard_size": shard_size,
         "max_seconds": max_seconds,
+        "min_seconds": float(min_seconds),
     }
     by_label = dict.fromkeys(class_names, 0)
     for group_counts in counts.values():
@@ -597,6 +735,8 @@ def prepare_utterances(
         "num_examples": num_examples,
         "groups": sorted(counts),
         "counts": counts,
+        # Not read by the pipeline: the shortest clip the examples were cut from.
+        "min_seconds": float(min_seconds),
     }
     # Last: the manifest marks the directory as complete.
     records.write_manifest(out_dir, manifest)
@@ -724,7 +864,9 @@ def _parse_corpus(corpus, data_dir, strict):
     """Parse a corpus by its layout.
 
     Returns:
-        `(utterances, class_names, parser_report, dropped_by_parser, counts_check)`.
+        `(utterances, class_names, parser_report, dropped_by_parser, counts_check,
+        listed_counts)`; `listed_counts` is `{group: n}` of the utterances kept
+        or skipped (missing media...) by the parser, for `plan_shards`.
     """
     real_release = corpus in ("iemocap", "meld")
     if corpus in MELD_LAYOUT_CORPORA:
@@ -740,9 +882,13 @@ def _parse_corpus(corpus, data_dir, strict):
             "files": parsed.files,
             "counts": counts,
         }
+        # MELD ids are "<split>_dia<d>_utt<u>"; the split is the group.
+        listed = _count_listed(
+            parsed.utterances, parsed.skipped, lambda utterance_id: utterance_id.split("_")[0]
+        )
         return (
             parsed.utterances, meld.CLASS_NAMES, parser_report,
-            _count_kinds(parsed.skipped), _meld_counts_check(counts, real_release),
+            _count_kinds(parsed.skipped), _meld_counts_check(counts, real_release), listed,
         )
     parsed = iemocap.parse_iemocap(data_dir, strict=strict)
     counts = parsed.counts()
@@ -755,9 +901,15 @@ def _parse_corpus(corpus, data_dir, strict):
     dropped = _count_kinds(parsed.skipped)
     for label, count in parsed.dropped_labels.items():
         dropped[f"label {label} (not one of the classes)"] = count
+
+    def session_of(utterance_id):
+        parts = iemocap.parse_utterance_id(utterance_id)
+        return None if parts is None else f"Session{parts['session']}"
+
     return (
         parsed.utterances, iemocap.CLASS_NAMES, parser_report, dropped,
         _iemocap_counts_check(counts, real_release),
+        _count_listed(parsed.utterances, parsed.skipped, session_of),
     )
 
 
@@ -842,6 +994,62 @@ def format_counts_table(report):
     return "\n".join(lines)
 
 
+def skipped_utterances(report):
+    """Every utterance a report says was left out, as `(utterance_id, reason)`.
+
+    The corpus parser's skips (missing media, missing transcriptions, ...)
+    first, sorted by id, then the feature stage's (unreadable or too short
+    clips) in shard order. Labels outside the classes are not listed (they
+    are counted under `dropped`).
+    """
+    items = [
+        (str(utterance_id), str(reason))
+        for utterance_id, reason in (report.get("parser") or {}).get("skipped", [])
+    ]
+    items += [(item["utterance_id"], item["reason"]) for item in report.get("skipped", [])]
+    return items
+
+
+def format_skipped(report, limit=CONSOLE_SKIPPED_LINES, report_path=None, names=True):
+    """Lay out what a prepare run skipped, for the console.
+
+    Args:
+        report: the report of `prepare_corpus` or `prepare_utterances`.
+        limit: list at most this many utterances, then `... and N more`.
+        report_path: the report.json to point to; default
+            `<report["out_dir"]>/report.json`.
+        names: list the utterances with their reasons; False gives the
+            count line alone (`smcn prepare --quiet`).
+
+    Returns:
+        `""` when nothing was skipped; else a count line, then (with
+        `names`) one line per utterance, `  <id>: <reason>`, and `  ... and N
+        more (see <report.json>)` past `limit`.
+
+    Example:
+
+    >>> print(format_skipped(report))  # doctest: +SKIP
+    Skipped 2 of 42 utterances (report: records/meld/report.json):
+      dev_dia1_utt0: missing media file data/MELD.Raw/dev_splits_complete/dia1_utt0.mp4
+      train_dia1_utt1: shorter than 0.1 s: 0.0001 s (1 sample)
+    """
+    items = skipped_utterances(report)
+    if not items:
+        return ""
+    if report_path is None:
+        report_path = os.path.join(report.get("out_dir", "."), REPORT_FILENAME)
+    total = len(items) + int(report.get("num_examples", 0))
+    head = f"Skipped {len(items)} of {total} utterances (report: {report_path})"
+    if not names:
+        return head + "."
+    lines = [head + ":"]
+    for utterance_id, reason in items[:limit]:
+        lines.append(f"  {utterance_id}: {' '.join(reason.split())}")
+    if len(items) > limit:
+        lines.append(f"  ... and {len(items) - limit} more (see {report_path})")
+    return "\n".join(lines)
+
+
 def prepare_corpus(
     corpus,
     data_dir,
@@ -856,6 +1064,7 @@ def prepare_corpus(
     progress=True,
     max_seconds=None,
     text_encoder=None,
+    min_seconds=MIN_SECONDS_DEFAULT,
 ):
     """Parses a corpus and prepares its features as sharded TFRecords.
 
@@ -884,6 +1093,9 @@ def prepare_corpus(
         text_encoder: an encoder object to use instead of loading
             `TextEncoder(text_encoder_dir)` (anything with `dim`,
             `max_tokens` and `encode(texts, progress=False)`).
+        min_seconds: skip clips shorter than this many seconds (reported);
+            default `MIN_SECONDS_DEFAULT` (0.1 s); 0 keeps every non-empty
+            clip.
 
     Returns:
         The report of `prepare_utterances`, plus `data_dir`, `parser` (for
@@ -910,9 +1122,9 @@ def prepare_corpus(
     if max_seconds is None:
         max_seconds = DEFAULT_MAX_SECONDS[corpus]
     # Parse first: corpus errors surface before the slow model loads.
-    utterances, class_names, parser_report, dropped_by_parser, counts_check = _parse_corpus(
-        corpus, data_dir, strict
-    )
+    (
+        utterances, class_names, parser_report, dropped_by_parser, counts_check, listed_counts
+    ) = _parse_corpus(corpus, data_dir, strict)
     if counts_check["warnings"]:
         _warn_loudly(corpus, data_dir, counts_check, sys.stderr)
     if not utterances:
@@ -931,6 +1143,8 @@ def prepare_corpus(
         shard_size=shard_size,
         progress=progress,
         max_seconds=max_seconds,
+        min_seconds=min_seconds,
+        listed_counts=listed_counts,
         dropped_by_parser=dropped_by_parser,
         report_extra={
             "data_dir": os.path.abspath(os.fspath(data_dir)),

@@ -136,7 +136,12 @@ def test_writes_shards_manifest_and_report(tmp_path, utterances, audio_layer):
     assert manifest["max_tokens"] == 150
     assert manifest["class_names"] == list(CLASS_NAMES)
     assert manifest["groups"] == ["Session1", "Session2"]
-    assert [shard["count"] for shard in manifest["shards"]] == [3, 3, 1]
+    # Session1 lists 4 utterances (2 shards of 3), Session2 3 (1 shard).
+    plan = prepare.plan_shards(utterances, 3)
+    assert [shard["count"] for shard in manifest["shards"]] == [len(p) for p in plan]
+    assert [shard["groups"] for shard in manifest["shards"]] == [
+        {"Session1": len(plan[0])}, {"Session1": len(plan[1])}, {"Session2": 3}
+    ]
     assert manifest["counts"]["Session1"] == {"angry": 2, "happy": 0, "neutral": 2, "sad": 0}
     with open(out_dir / "report.json") as file:
         assert json.load(file) == report
@@ -146,11 +151,14 @@ def test_writes_shards_manifest_and_report(tmp_path, utterances, audio_layer):
         "read_audio", "audio_features", "text_features", "write", "total"
     }
     assert report["features"]["audio_layer"]["num_mel_bins"] == 26
+    assert report["features"]["min_seconds"] == 0.1 and manifest["min_seconds"] == 0.1
 
-    # Shard i holds the i-th slice of the utterances sorted by id.
-    ordered = sorted(u.utterance_id for u in utterances)
-    with open(out_dir / "shard-00001-of-00003.tfrecord.json") as file:
-        assert json.load(file)["utterance_ids"] == ordered[3:6]
+    # Shard i holds the i-th planned shard, its utterances sorted by id.
+    ordered = [u.utterance_id for shard in plan for u in shard]
+    assert sorted(ordered) == sorted(u.utterance_id for u in utterances)
+    for index, shard in enumerate(plan):
+        with open(out_dir / f"shard-0000{index}-of-00003.tfrecord.json") as file:
+            assert json.load(file)["utterance_ids"] == [u.utterance_id for u in shard]
 
     by_id = {u.utterance_id: u for u in utterances}
     items = {}
@@ -164,7 +172,7 @@ def test_writes_shards_manifest_and_report(tmp_path, utterances, audio_layer):
                 int(inputs["text_length"][row]),
                 metadata["group"][row].numpy().decode(),
             )
-    assert list(items) == ordered  # Unshuffled reads keep the id order.
+    assert list(items) == ordered  # Unshuffled reads keep the shard order.
     for utterance_id, (label, audio_length, text_length, group) in items.items():
         utterance = by_id[utterance_id]
         assert CLASS_NAMES[label] == utterance.label
@@ -204,9 +212,9 @@ def test_interrupt_and_resume(tmp_path, utterances, audio_layer):
     _prepare(utterances, reference_dir, audio_layer)
 
     out_dir = tmp_path / "records"
-    ordered = sorted(utterances, key=lambda u: u.utterance_id)
-    # Crash while reading the 5th utterance: shard 0 is done, shard 1 is not.
-    crashing = CountingReader(interrupt_on=os.path.basename(ordered[4].audio_path))
+    plan = prepare.plan_shards(utterances, 3)
+    # Crash while reading shard 1's 2nd utterance: shard 0 is done, shard 1 is not.
+    crashing = CountingReader(interrupt_on=os.path.basename(plan[1][1].audio_path))
     with pytest.raises(KeyboardInterrupt):
         _prepare(utterances, out_dir, audio_layer, read_audio=crashing)
     assert sorted(os.listdir(out_dir)) == [
@@ -221,7 +229,7 @@ def test_interrupt_and_resume(tmp_path, utterances, audio_layer):
     encoder = FakeTextEncoder()
     report = _prepare(utterances, out_dir, audio_layer, text_encoder=encoder, read_audio=reader)
     # Shard 0 was not recomputed: neither read nor encoded again.
-    resumed = ordered[3:]
+    resumed = plan[1] + plan[2]
     assert reader.paths == [os.path.basename(u.audio_path) for u in resumed]
     assert encoder.encoded == [u.transcript for u in resumed]
     assert (out_dir / "shard-00000-of-00003.tfrecord").stat().st_mtime_ns == first_shard
@@ -242,15 +250,16 @@ def test_changed_inputs_are_recomputed(tmp_path, utterances, audio_layer):
     out_dir = tmp_path / "records"
     _prepare(utterances, out_dir, audio_layer)
     # A relabelled utterance changes only its own shard's plan.
-    ordered = sorted(utterances, key=lambda u: u.utterance_id)
+    plan = prepare.plan_shards(utterances, 3)
+    relabelled = plan[1][0]
     changed = [
-        Utterance(**{**u.__dict__, "label": "sad"}) if u is ordered[0] else u
+        Utterance(**{**u.__dict__, "label": "sad"}) if u is relabelled else u
         for u in utterances
     ]
     reader = CountingReader()
     report = _prepare(changed, out_dir, audio_layer, read_audio=reader)
     assert report["shards"] == {"total": 3, "computed": 1, "reused": 2}
-    assert len(reader.paths) == 3
+    assert reader.paths == [os.path.basename(u.audio_path) for u in plan[1]]
     # Another shard size re-plans every shard and removes the stale ones.
     report = _prepare(changed, out_dir, audio_layer, shard_size=4)
     assert report["shards"] == {"total": 2, "computed": 2, "reused": 0}
@@ -259,6 +268,9 @@ def test_changed_inputs_are_recomputed(tmp_path, utterances, audio_layer):
         "shard-00001-of-00002.tfrecord",
     ]
     assert records.read_manifest(out_dir)["counts"]["Session1"]["sad"] == 1
+    # Another minimum duration re-extracts every shard.
+    report = _prepare(changed, out_dir, audio_layer, shard_size=4, min_seconds=0.15)
+    assert report["shards"] == {"total": 2, "computed": 2, "reused": 0}
 
 
 def test_corrupt_shard_is_recomputed(tmp_path, utterances, audio_layer):
@@ -269,7 +281,8 @@ def test_corrupt_shard_is_recomputed(tmp_path, utterances, audio_layer):
     (out_dir / "shard-00002-of-00003.tfrecord.json.tmp-stale").write_text("{")
     report = _prepare(utterances, out_dir, audio_layer)
     assert report["shards"] == {"total": 3, "computed": 1, "reused": 2}
-    assert records.count_records(out_dir / "shard-00001-of-00003.tfrecord") == 3
+    expected = len(prepare.plan_shards(utterances, 3)[1])
+    assert records.count_records(out_dir / "shard-00001-of-00003.tfrecord") == expected
     assert _no_temporary_files(out_dir)
 
 
@@ -343,7 +356,7 @@ def test_max_seconds_truncates_and_reports(tmp_path, utterances, audio_layer):
 
     out_dir = tmp_path / "records"
     report = _prepare(utterances, out_dir, audio_layer, read_audio=reader, max_seconds=0.5)
-    ordered = sorted(utterances, key=lambda u: u.utterance_id)
+    ordered = [u for shard in prepare.plan_shards(utterances, 3) for u in shard]
     long_ones = [u for u in ordered if soundfile.info(u.audio_path).duration > 0.5]
     assert [item["utterance_id"] for item in report["truncated"]] == [
         u.utterance_id for u in long_ones
@@ -388,7 +401,7 @@ def _prepare_corpus(corpus, data_dir, out_dir, **kwargs):
         pooling=kwargs.pop("pooling", 4),
         max_frames=500,
         max_tokens=100,
-        shard_size=8,
+        shard_size=kwargs.pop("shard_size", 8),
         progress=False,
         text_encoder=FakeTextEncoder(),
         **kwargs,
@@ -539,3 +552,239 @@ def test_iemocap_counts_warning(tmp_path, capsys):
     assert report["counts_check"]["warnings"] == []
     table = prepare.format_counts_table(report)
     assert re.search(r"^total\s+5\s+5\s+-$", table, re.MULTILINE)
+
+
+# --------------------------------------------------------------------------
+# Too-short clips, the console list of skips, and the stable shard plan.
+# --------------------------------------------------------------------------
+
+
+def test_too_short_clip_is_skipped_with_reason(tmp_path, utterances, audio_layer):
+    short = utterances[3]
+    soundfile.write(short.audio_path, np.array([0.25]), SAMPLE_RATE, "PCM_16")  # 1 sample
+    out_dir = tmp_path / "records"
+    report = _prepare(utterances, out_dir, audio_layer)
+    assert report["num_examples"] == 6
+    assert report["skipped"] == [
+        {
+            "utterance_id": short.utterance_id,
+            "audio_path": short.audio_path,
+            "reason": "shorter than 0.1 s: 0.0001 s (1 sample)",
+            "stage": "read_audio",
+        }
+    ]
+    assert report["dropped"]["by_reason"] == {"shorter than 0.1 s": 1}
+    with open(out_dir / "report.json") as file:
+        assert json.load(file)["skipped"] == report["skipped"]
+    assert prepare.format_skipped(report).splitlines()[1:] == [
+        f"  {short.utterance_id}: shorter than 0.1 s: 0.0001 s (1 sample)"
+    ]
+    ids = [
+        value.decode()
+        for _, _, metadata in pipeline.make_dataset(out_dir, include_metadata=True)
+        for value in metadata["utterance_id"].numpy()
+    ]
+    assert short.utterance_id not in ids and len(ids) == 6
+
+    # The limit is a setting: below it, 0.3 s clips are skipped too.
+    report = _prepare(utterances, out_dir, audio_layer, min_seconds=0.3)
+    assert report["dropped"]["by_reason"] == {"shorter than 0.3 s": 2}
+    assert report["shards"]["reused"] == 0
+
+    with pytest.raises(ValueError, match="min_seconds must be a number >= 0"):
+        _prepare(utterances, out_dir, audio_layer, min_seconds=-0.1)
+    with pytest.raises(ValueError, match=r"min_seconds \(0.6\) is above max_seconds \(0.5\)"):
+        _prepare(utterances, out_dir, audio_layer, min_seconds=0.6, max_seconds=0.5)
+
+
+def _skip_report(count, out_dir="records"):
+    return {
+        "out_dir": out_dir,
+        "num_examples": 100,
+        "parser": {"skipped": [[f"Ses01F_impro01_F{n:03d}", f"missing audio file w{n}.wav"]
+                               for n in range(count)]},
+        "skipped": [
+            {"utterance_id": "Ses05M_script01_M000", "audio_path": "x.wav",
+             "reason": "cannot read audio: ValueError: x.wav: bad\nheader", "stage": "read_audio"}
+        ],
+    }
+
+
+def test_format_skipped_caps_the_list():
+    assert prepare.format_skipped({"out_dir": "r", "num_examples": 3, "skipped": []}) == ""
+    lines = prepare.format_skipped(_skip_report(3)).splitlines()
+    assert lines == [
+        f"Skipped 4 of 104 utterances (report: {os.path.join('records', 'report.json')}):",
+        "  Ses01F_impro01_F000: missing audio file w0.wav",
+        "  Ses01F_impro01_F001: missing audio file w1.wav",
+        "  Ses01F_impro01_F002: missing audio file w2.wav",
+        "  Ses05M_script01_M000: cannot read audio: ValueError: x.wav: bad header",
+    ]
+    lines = prepare.format_skipped(_skip_report(12), report_path="out/report.json").splitlines()
+    assert len(lines) == 1 + 10 + 1
+    assert lines[0] == "Skipped 13 of 113 utterances (report: out/report.json):"
+    assert lines[10] == "  Ses01F_impro01_F009: missing audio file w9.wav"
+    assert lines[-1] == "  ... and 3 more (see out/report.json)"
+    assert prepare.format_skipped(_skip_report(12), limit=2).splitlines()[-1].startswith(
+        "  ... and 11 more"
+    )
+    assert prepare.format_skipped(_skip_report(12), report_path="r.json", names=False) == (
+        "Skipped 13 of 113 utterances (report: r.json)."
+    )
+
+
+def test_min_seconds_config_field():
+    from smcn_tf import config as config_module
+
+    assert config_module.load_config().features.min_seconds == audio.MIN_SECONDS_DEFAULT == 0.1
+    zero = config_module.load_config(overrides=["features.min_seconds=0"])
+    assert zero.features.min_seconds == 0
+    for bad in ("-0.5", ".inf", ".nan"):
+        with pytest.raises(ValueError, match="features.min_seconds is out of range"):
+            config_module.load_config(overrides=[f"features.min_seconds={bad}"])
+    with pytest.raises(ValueError, match="features.min_seconds: expected a number"):
+        config_module.load_config(overrides=["features.min_seconds=short"])
+
+
+def _many_utterances(count=40, groups=("Session1", "Session2")):
+    return [
+        Utterance(
+            utterance_id=f"Ses0{1 + n % len(groups)}F_impro01_F{n:03d}",
+            audio_path=f"/nowhere/{n}.wav",
+            transcript="word",
+            label=CLASS_NAMES[n % 4],
+            speaker="Ses01F",
+            group=groups[n % len(groups)],
+        )
+        for n in range(count)
+    ]
+
+
+def test_plan_shards_is_stable():
+    import hashlib
+
+    many = _many_utterances()
+    plan = prepare.plan_shards(many, 4)
+    # 20 utterances per group: 5 shards each, ordered by group, then bucket.
+    assert len(plan) == 10
+    assert sorted(u.utterance_id for shard in plan for u in shard) == sorted(
+        u.utterance_id for u in many
+    )
+    for index, shard in enumerate(plan):
+        group, bucket = ("Session1", "Session2")[index // 5], index % 5
+        assert [u.utterance_id for u in shard] == sorted(u.utterance_id for u in shard)
+        for utterance in shard:
+            key = hashlib.sha256(utterance.utterance_id.encode()).digest()[:8]
+            assert utterance.group == group
+            assert int.from_bytes(key, "big") % 5 == bucket
+    # Deterministic, whatever the input order.
+    assert prepare.plan_shards(list(reversed(many)), 4) == plan
+
+    # Dropping utterances changes their own shards only, while the listed
+    # counts still count them; the number of shards stays.
+    dropped = {plan[0][0].utterance_id, plan[7][-1].utterance_id}
+    fewer = [u for u in many if u.utterance_id not in dropped]
+    replanned = prepare.plan_shards(fewer, 4, {"Session1": 20, "Session2": 20})
+    assert len(replanned) == 10
+    changed = [index for index in range(10) if replanned[index] != plan[index]]
+    assert changed == [0, 7]
+    # Without them, Session1's 19 utterances still need 5 shards, but 16 need 4.
+    assert len(prepare.plan_shards(fewer, 4)) == 10
+    assert len(prepare.plan_shards(many[8:], 4)) == 8
+    # A group the corpus lists but nothing survived from keeps its (empty) shards.
+    assert [len(s) for s in prepare.plan_shards(many[:2], 4, {"Session3": 5})][2:] == [0, 0]
+
+    with pytest.raises(ValueError, match="shard_size"):
+        prepare.plan_shards(many, 0)
+    with pytest.raises(ValueError, match=r"listed_counts\['Session1'\]"):
+        prepare.plan_shards(many, 4, {"Session1": -1})
+
+
+def test_empty_shard_is_written_and_skipped_by_the_pipeline(tmp_path, utterances, audio_layer):
+    # 7 utterances listed as 30 in Session1: 10 shards there, some of them empty.
+    out_dir = tmp_path / "records"
+    report = _prepare(utterances, out_dir, audio_layer, listed_counts={"Session1": 30})
+    manifest = records.read_manifest(out_dir)
+    counts = [shard["count"] for shard in manifest["shards"]]
+    assert len(counts) == 11 and 0 in counts and sum(counts) == 7
+    assert report["shards"] == {"total": 11, "computed": 11, "reused": 0}
+    assert pipeline.count_examples(out_dir) == 7
+    assert sum(int(labels.shape[0]) for _, labels in pipeline.make_dataset(out_dir)) == 7
+    again = _prepare(utterances, out_dir, audio_layer, listed_counts={"Session1": 30})
+    assert again["shards"] == {"total": 11, "computed": 0, "reused": 11}
+
+
+def _shard_mtimes(out_dir):
+    return {
+        name: (out_dir / name).stat().st_mtime_ns
+        for name in os.listdir(out_dir)
+        if name.endswith(".tfrecord")
+    }
+
+
+def test_missing_file_recomputes_only_its_shard(tmp_path):
+    from smcn_tf.data import demo
+
+    root = demo.write_demo_corpus(tmp_path / "demo", seed=0, utterances_per_speaker=4)
+    out_dir = tmp_path / "records"
+    first = _prepare_corpus("demo", root, out_dir, shard_size=4)
+    # 8 utterances in each of 5 sessions: 2 shards each.
+    assert first["shards"] == {"total": 10, "computed": 10, "reused": 0}
+    before = _shard_mtimes(out_dir)
+
+    # The first utterance of the corpus loses its wav.
+    parsed = prepare._parse_corpus("demo", root, False)[0]
+    earliest = min(u.utterance_id for u in parsed)
+    wav = next(u.audio_path for u in parsed if u.utterance_id == earliest)
+    with open(out_dir / "shard-00000-of-00010.tfrecord.json") as file:
+        in_first_shard = earliest in json.load(file)["utterance_ids"]
+    holder = "shard-00000-of-00010.tfrecord" if in_first_shard else "shard-00001-of-00010.tfrecord"
+    os.remove(wav)
+    report = _prepare_corpus("demo", root, out_dir, shard_size=4)
+    assert report["shards"] == {"total": 10, "computed": 1, "reused": 9}
+    assert report["num_examples"] == first["num_examples"] - 1
+    assert report["parser"]["skipped"] == [[earliest, f"missing audio file {wav}"]]
+    after = _shard_mtimes(out_dir)
+    assert set(after) == set(before)
+    assert [name for name in sorted(after) if after[name] != before[name]] == [holder]
+    assert earliest not in {
+        value.decode()
+        for _, _, metadata in pipeline.make_dataset(out_dir, include_metadata=True)
+        for value in metadata["utterance_id"].numpy()
+    }
+
+
+def test_cli_prepare_lists_skips(tmp_path, monkeypatch, capsys):
+    from smcn_tf import cli
+    from smcn_tf.data import demo
+
+    monkeypatch.setattr(prepare, "TextEncoder", lambda *args, **kwargs: FakeTextEncoder())
+    root = demo.write_demo_corpus(tmp_path / "demo", seed=0, utterances_per_speaker=4)
+    parsed = prepare._parse_corpus("demo", root, False)[0]
+    by_id = sorted(parsed, key=lambda u: u.utterance_id)
+    for utterance in by_id[:12]:  # 12 missing wavs: more than the console lists
+        os.remove(utterance.audio_path)
+    short = by_id[-1]
+    soundfile.write(short.audio_path, np.array([0.25]), SAMPLE_RATE, "PCM_16")
+    out_dir = tmp_path / "records"
+    arguments = ["prepare", "demo", "--data-dir", str(root), "--out", str(out_dir),
+                 "--set", "features.shard_size=8"]
+
+    assert cli.main(arguments) == 0
+    out = capsys.readouterr().out
+    report_path = os.path.join(str(out_dir), "report.json")
+    assert f"Skipped 13 of 40 utterances (report: {report_path}):" in out
+    listed = [line for line in out.splitlines() if line.startswith("  Ses0")]
+    assert listed == [
+        f"  {u.utterance_id}: missing audio file {u.audio_path}" for u in by_id[:10]
+    ]
+    assert f"  ... and 3 more (see {report_path})" in out
+    with open(report_path) as file:
+        (skipped,) = json.load(file)["skipped"]
+    assert skipped["reason"] == "shorter than 0.1 s: 0.0001 s (1 sample)"
+
+    # --quiet: the count alone. --min-seconds 0 keeps the 1-sample clip.
+    assert cli.main(arguments + ["--quiet", "--min-seconds", "0"]) == 0
+    out = capsys.readouterr().out
+    assert f"Skipped 12 of 40 utterances (report: {report_path})." in out
+    assert "  Ses0" not in out and "... and" not in out

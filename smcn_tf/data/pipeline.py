@@ -284,7 +284,7 @@ def make_dataset(
                 deterministic=True,
             )
         else:
-            # Sequential reads keep the manifest's (utterance id) order.
+            # Sequential reads keep the manifest's shard order.
             dataset = tf.data.TFRecordDataset(files, buffer_size=_READ_BUFFER_BYTES)
         if len(kept) != len(manifest["groups"]):
             # Parses only the `group` feature.

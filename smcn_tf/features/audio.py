@@ -38,6 +38,54 @@ _RESAMPLE_ZERO_CROSSINGS = 32
 _RESAMPLE_ROLLOFF = 0.945
 _RESAMPLE_KAISER_BETA = 8.6
 
+# The shortest clip worth a training example or a prediction, in seconds:
+# below it the 25 ms analysis windows give a handful of frames at most (a
+# 1-sample file becomes a single padded frame). `smcn prepare` skips shorter
+# clips (`features.min_seconds`); `too_short_reason` says why a clip is short.
+MIN_SECONDS_DEFAULT = 0.1
+
+
+def too_short_reason(num_samples, sample_rate, min_seconds=MIN_SECONDS_DEFAULT):
+    """Why a clip is too short to use, or None when it is long enough.
+
+    Args:
+        num_samples: the clip's length in samples (at `sample_rate`).
+        sample_rate: its sample rate, in Hz.
+        min_seconds: the shortest clip allowed, in seconds (0 allows any).
+
+    Returns:
+        None for a clip of at least `min_seconds`, else a reason such as
+        `"shorter than 0.1 s: 0.0001 s (1 sample)"`.
+
+    Raises:
+        ValueError: `min_seconds` is negative or not a finite number, or
+            `sample_rate` is not positive.
+
+    Example:
+
+    >>> too_short_reason(1, 16000)
+    'shorter than 0.1 s: 0.0001 s (1 sample)'
+    >>> too_short_reason(16000, 16000) is None
+    True
+    """
+    if (
+        isinstance(min_seconds, bool)
+        or not isinstance(min_seconds, (int, float, np.integer, np.floating))
+        or not math.isfinite(min_seconds)
+        or min_seconds < 0
+    ):
+        raise ValueError(f"min_seconds must be a finite number >= 0, got {min_seconds!r}.")
+    if not sample_rate or sample_rate <= 0:
+        raise ValueError(f"sample_rate must be positive, got {sample_rate!r}.")
+    seconds = num_samples / sample_rate
+    if seconds >= min_seconds:
+        return None
+    shown = f"{round(seconds, 4):g}"
+    if float(shown) >= min_seconds:  # 0.099977 s must not read "0.1 s"
+        shown = f"{seconds:.6g}"
+    samples = f"{num_samples} sample{'' if num_samples == 1 else 's'}"
+    return f"shorter than {min_seconds:g} s: {shown} s ({samples})"
+
 
 def hertz_to_mel(frequencies_hertz):
     """Converts Hz to HTK mel: `1127 * ln(1 + f / 700)`."""

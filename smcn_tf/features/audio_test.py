@@ -309,3 +309,23 @@ def test_read_waveform_errors_name_the_file(tmp_path):
     soundfile.write(empty, np.zeros([0, 1]), SAMPLE_RATE, subtype="PCM_16")
     with pytest.raises(ValueError, match="empty.wav"):
         audio.read_waveform(empty)
+
+
+def test_too_short_reason():
+    assert audio.MIN_SECONDS_DEFAULT == 0.1
+    assert audio.too_short_reason(1, 16000) == "shorter than 0.1 s: 0.0001 s (1 sample)"
+    assert audio.too_short_reason(800, 16000) == "shorter than 0.1 s: 0.05 s (800 samples)"
+    assert audio.too_short_reason(1600, 16000) is None  # exactly the limit is enough
+    # Rounding never shows a clip as long as the limit.
+    assert audio.too_short_reason(4409, 44100) == (
+        "shorter than 0.1 s: 0.0999773 s (4409 samples)"
+    )
+    assert audio.too_short_reason(1, 16000, min_seconds=0) is None
+    assert audio.too_short_reason(3000, 16000, min_seconds=0.25).startswith(
+        "shorter than 0.25 s: 0.1875 s"
+    )
+    for bad in (-1, float("nan"), float("inf"), None, True):
+        with pytest.raises(ValueError, match="min_seconds"):
+            audio.too_short_reason(1, 16000, min_seconds=bad)
+    with pytest.raises(ValueError, match="sample_rate"):
+        audio.too_short_reason(1, 0)
