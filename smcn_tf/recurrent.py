@@ -64,10 +64,12 @@ def _gru_loop(gate_inputs, candidate_inputs, step_mask, kernel, candidate_bias):
     def step(carry, inputs):
         state = carry[0]
         gate_input, candidate_input, valid = inputs
-        recurrent = tf.matmul(state, kernel)
-        gates = tf.sigmoid(gate_input + recurrent[..., : 2 * units])
-        update, reset = gates[..., :units], gates[..., units:]
-        recurrent_candidate = recurrent[..., 2 * units :] + candidate_bias
+        recurrent_gates, recurrent_candidate = tf.split(
+            tf.matmul(state, kernel), [2 * units, units], axis=-1
+        )
+        gates = tf.sigmoid(gate_input + recurrent_gates)
+        update, reset = tf.split(gates, 2, axis=-1)
+        recurrent_candidate = recurrent_candidate + candidate_bias
         candidate = tf.tanh(candidate_input + reset * recurrent_candidate)
         # Keras's exact expression, so results match it to the last bits.
         new_state = update * state + (1 - update) * candidate
@@ -88,36 +90,40 @@ def _gru_loop(gate_inputs, candidate_inputs, step_mask, kernel, candidate_bias):
         update, reset = gates[..., :units], gates[..., units:]
         previous = tf.concat([zeros[tf.newaxis], states[:-1]], axis=0)
         candidate_factor = valid * (1 - update) * (1 - candidate * candidate)
-        gate_factors = tf.concat(
+        # [T, K, B, 3, U]: d recurrent (z, r, h parts) = d state * factors.
+        factors = tf.stack(
             [
                 valid * (previous - candidate) * update * (1 - update),
                 candidate_factor * recurrent_candidate * reset * (1 - reset),
+                candidate_factor * reset,
             ],
-            axis=-1,
+            axis=-2,
         )
-        recurrent_candidate_factor = candidate_factor * reset
         carried = 1 - valid + valid * update  # the direct path state -> state
         kernel_transposed = tf.transpose(kernel, [0, 2, 1])
+        gate_shape = tf.shape(factors)[1:-2]
 
         def back(state_gradient, inputs):
-            output_gradient, step_gate, step_candidate, step_carried = inputs
+            output_gradient, step_factors, step_carried = inputs
             total = state_gradient + output_gradient
-            recurrent_gradient = tf.concat(
-                [tf.concat([total, total], -1) * step_gate, total * step_candidate],
-                axis=-1,
+            recurrent_gradient = tf.reshape(
+                total[..., tf.newaxis, :] * step_factors,
+                tf.concat([gate_shape, [3 * units]], axis=0),
             )
             return total * step_carried + tf.matmul(recurrent_gradient, kernel_transposed)
 
         # What each step passes back to the state before it.
         passed_back = tf.scan(
-            back,
-            (upstream, gate_factors, recurrent_candidate_factor, carried),
-            initializer=zeros,
-            reverse=True,
+            back, (upstream, factors, carried), initializer=zeros, reverse=True
         )
         total = upstream + tf.concat([passed_back[1:], zeros[tf.newaxis]], axis=0)
-        gate_gradient = tf.concat([total, total], axis=-1) * gate_factors
-        recurrent_candidate_gradient = total * recurrent_candidate_factor
+        gate_gradient, recurrent_candidate_gradient = tf.split(
+            total[..., tf.newaxis, :] * factors, [2, 1], axis=-2
+        )
+        gate_gradient = tf.reshape(
+            gate_gradient, tf.concat([tf.shape(total)[:-1], [2 * units]], axis=0)
+        )
+        recurrent_candidate_gradient = recurrent_candidate_gradient[..., 0, :]
 
         def over_steps(tensor):  # [T, K, B, n] -> [K, T * B, n]
             tensor = tf.transpose(tensor, [1, 0, 2, 3])
