@@ -109,7 +109,8 @@ def parse_arguments(argv=None):
                         help="The cases to run.")
     parser.add_argument("--recurrent-core", choices=CORES + ("both",), default="fused",
                         help="build_smcn's recurrent_core for the SMCN cases; both: each.")
-    parser.add_argument("--precision", choices=("auto", "float32", "mixed_float16", "both"),
+    parser.add_argument("--precision",
+                        choices=("auto", "float32", "mixed_float16", "mixed_bfloat16", "both"),
                         default="auto", help="auto: float32 and mixed_float16 on a GPU, "
                         "float32 on a CPU.")
     parser.add_argument("--jit-compile", action="store_true",
@@ -430,8 +431,8 @@ def run_case(spec):
     from smcn_tf import metrics
 
     settings, case = spec["settings"], spec["case"]
-    if spec["precision"] == "mixed_float16":
-        keras.mixed_precision.set_dtype_policy("mixed_float16")
+    if spec["precision"] != "float32":
+        keras.mixed_precision.set_dtype_policy(spec["precision"])
     # The data first: make_dataset seeds its own shuffles (seed=1), and its
     # per-pass seeds are tensors, which tf.random's global seed (set below)
     # cannot combine with at construction time.

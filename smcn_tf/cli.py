@@ -52,7 +52,7 @@ def command_demo_data(args):
 
 
 def command_prepare(args):
-    from smcn_tf.prepare import format_counts_table, prepare_corpus
+    from smcn_tf.prepare import format_counts_table, format_skipped, prepare_corpus
 
     config = _load_config(args)
     features = config.features
@@ -68,9 +68,14 @@ def command_prepare(args):
         strict=args.strict,
         progress=not args.quiet,
         max_seconds=args.max_seconds,
+        min_seconds=features.min_seconds if args.min_seconds is None else args.min_seconds,
     )
     print(format_counts_table(report))
-    print(f"Prepared features in {args.out} (report: {os.path.join(args.out, 'report.json')})")
+    report_path = os.path.join(args.out, "report.json")
+    skipped = format_skipped(report, report_path=report_path, names=not args.quiet)
+    if skipped:
+        print(skipped)
+    print(f"Prepared features in {args.out} (report: {report_path})")
     return 0
 
 
@@ -86,6 +91,9 @@ def command_train(args):
         folds=args.fold or None,
         verbose=args.verbose,
     )
+    if summary is None:  # a multi-worker run's non-chief worker: it writes nothing
+        print(f"Worker done; the chief writes the results to {args.run_dir}.")
+        return 0
     print()
     print(f"{config.model.variant} on {args.data}")
     print(format_summary(summary))
@@ -214,7 +222,16 @@ def build_parser():
         type=float,
         help="Cut longer clips (reported); default 30 s for MELD, no limit for IEMOCAP.",
     )
-    prepare.add_argument("--quiet", action="store_true", help="No progress bar.")
+    prepare.add_argument(
+        "--min-seconds",
+        type=float,
+        help="Skip shorter clips (reported); default features.min_seconds (0.1 s).",
+    )
+    prepare.add_argument(
+        "--quiet",
+        action="store_true",
+        help="No progress bar; count the skipped utterances without listing them.",
+    )
     _add_config_arguments(prepare)
     prepare.set_defaults(handler=command_prepare)
 

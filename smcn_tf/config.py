@@ -17,6 +17,9 @@ import typing
 
 import yaml
 
+MIXED_PRECISION = ("none", "mixed_float16", "mixed_bfloat16")
+STRATEGIES = ("auto", "default", "mirrored", "multi_worker")
+
 
 @dataclasses.dataclass
 class FeaturesConfig:
@@ -29,6 +32,8 @@ class FeaturesConfig:
     max_tokens: int = 150
     text_encoder: typing.Optional[str] = None  # None: the installed all-MiniLM-L6-v2
     shard_size: int = 256
+    # `smcn prepare` skips shorter clips (smcn_tf.features.audio.MIN_SECONDS_DEFAULT).
+    min_seconds: float = 0.1
 
 
 @dataclasses.dataclass
@@ -44,14 +49,23 @@ class ModelConfig:
     second_fusion: str = "add"
     stop_gradient_target: bool = True
     dropout: float = 0.0
+    # "fused" computes the BiGRUs with one fused recurrence (fast on CPU);
+    # "keras" uses keras.layers.GRU (cuDNN on a GPU).
+    recurrent_core: str = "fused"
 
 
 @dataclasses.dataclass
 class TrainingConfig:
-    """Optimiser and schedule (the paper: Adam 1e-4, batch 32, 2500 steps)."""
+    """Optimiser, schedule and how training runs (the paper: Adam 1e-4, batch 32,
+    2500 steps).
+
+    `batch_size` is the GLOBAL batch: with several replicas (GPUs, workers)
+    each replica takes `batch_size / replicas` utterances per step, so the
+    schedule and the results do not depend on how many machines train.
+    """
 
     learning_rate: float = 1e-4
-    batch_size: int = 32
+    batch_size: int = 32  # global: summed over every replica of every worker
     steps: int = 2500
     steps_per_epoch: int = 100  # how often logs and checkpoints are written
     shuffle_buffer: int = 2048
@@ -59,6 +73,21 @@ class TrainingConfig:
     # "balanced" weights each utterance's cross-entropies by N / (C * n_class)
     # over the training groups; "none" (the paper) weighs all alike.
     class_weights: str = "none"
+    # Length-aware batching of the training stream: windows of
+    # `bucket_window` batches are sorted by length and cut into batches, so a
+    # batch pads little. Test data is never bucketed.
+    length_bucketing: bool = True
+    bucket_window: int = 16
+    # none | mixed_float16 (GPUs) | mixed_bfloat16 (TPUs, recent CPUs/GPUs);
+    # set only while the fold's model is built and trained.
+    mixed_precision: str = "none"
+    # auto: MirroredStrategy when more than one GPU is visible, else the
+    # default strategy. default | mirrored (the GPUs of this machine) |
+    # multi_worker (MultiWorkerMirroredStrategy from TF_CONFIG; the run
+    # directory must be on a filesystem every worker shares).
+    strategy: str = "auto"
+    # XLA-compile the train step (model.compile(jit_compile=...)).
+    jit_compile: bool = False
 
 
 @dataclasses.dataclass
@@ -187,7 +216,7 @@ def config_from_dict(values, source="<config>"):
 
 def validate_config(config, source="<config>"):
     """Range checks that the types alone cannot express."""
-    from smcn_tf.model import VARIANTS  # late: keeps config import light
+    from smcn_tf.model import RECURRENT_CORES, VARIANTS  # late: keeps config import light
 
     checks = [
         ("features.pooling", config.features.pooling >= 1),
@@ -195,6 +224,7 @@ def validate_config(config, source="<config>"):
         ("features.max_tokens", config.features.max_tokens >= 3),
         ("features.shard_size", config.features.shard_size >= 1),
         ("features.sample_rate", config.features.sample_rate > 0),
+        ("features.min_seconds", 0.0 <= config.features.min_seconds < float("inf")),
         ("model.hidden_units", config.model.hidden_units >= 1),
         ("model.head_units", config.model.head_units >= 1),
         ("model.dropout", 0.0 <= config.model.dropout < 1.0),
@@ -203,6 +233,8 @@ def validate_config(config, source="<config>"):
         ("training.steps", config.training.steps >= 1),
         ("training.steps_per_epoch", config.training.steps_per_epoch >= 1),
         ("training.shuffle_buffer", config.training.shuffle_buffer >= 1),
+        # A window of one batch sorts nothing: turn length_bucketing off instead.
+        ("training.bucket_window", config.training.bucket_window >= 2),
     ]
     for field, ok in checks:
         if not ok:
@@ -217,6 +249,16 @@ def validate_config(config, source="<config>"):
             f"{source}: training.class_weights must be 'none' or 'balanced', got "
             f"{config.training.class_weights!r}."
         )
+    choices = [
+        ("model.recurrent_core", config.model.recurrent_core, RECURRENT_CORES),
+        ("training.mixed_precision", config.training.mixed_precision, MIXED_PRECISION),
+        ("training.strategy", config.training.strategy, STRATEGIES),
+    ]
+    for field, value, allowed in choices:
+        if value not in allowed:
+            raise ValueError(
+                f"{source}: {field} must be one of {list(allowed)}, got {value!r}."
+            )
     if config.evaluation.protocol not in ("loso", "split"):
         raise ValueError(
             f"{source}: evaluation.protocol must be 'loso' or 'split', got "

@@ -58,3 +58,46 @@ def test_errors_name_the_file_and_field(tmp_path):
         load_config(tmp_path / "missing.yaml")
     with pytest.raises(ValueError, match="section.key=value"):
         load_config(overrides=["steps=3"])
+
+
+def test_scale_settings_have_defaults_and_overrides():
+    config = load_config(os.path.join(CONFIGS, "iemocap.yaml"))
+    training = config.training
+    assert (training.length_bucketing, training.bucket_window) == (True, 16)
+    assert (training.mixed_precision, training.strategy) == ("none", "auto")
+    assert training.jit_compile is False
+    assert config.model.recurrent_core == "fused"
+    config = load_config(
+        os.path.join(CONFIGS, "iemocap.yaml"),
+        overrides=[
+            "training.length_bucketing=false",
+            "training.bucket_window=4",
+            "training.mixed_precision=mixed_bfloat16",
+            "training.strategy=multi_worker",
+            "training.jit_compile=true",
+            "model.recurrent_core=keras",
+        ],
+    )
+    training = config.training
+    assert (training.length_bucketing, training.bucket_window) == (False, 4)
+    assert (training.mixed_precision, training.strategy) == ("mixed_bfloat16", "multi_worker")
+    assert training.jit_compile is True and config.model.recurrent_core == "keras"
+
+
+@pytest.mark.parametrize(
+    "override, field",
+    [
+        ("training.bucket_window=1", "training.bucket_window"),
+        ("training.bucket_window=0", "training.bucket_window"),
+        ("training.bucket_window=2.5", "training.bucket_window"),
+        ("training.length_bucketing=yes please", "training.length_bucketing"),
+        ("training.mixed_precision=float16", "training.mixed_precision"),
+        ("training.mixed_precision=true", "training.mixed_precision"),
+        ("training.strategy=tpu", "training.strategy"),
+        ("training.jit_compile=auto", "training.jit_compile"),
+        ("model.recurrent_core=cudnn", "model.recurrent_core"),
+    ],
+)
+def test_bad_scale_settings_name_the_field(override, field):
+    with pytest.raises(ValueError, match=field.replace(".", r"\.")):
+        load_config(os.path.join(CONFIGS, "iemocap.yaml"), overrides=[override])

@@ -29,6 +29,7 @@ heads) and every loss term stay in float32; the variables are float32, so
 import dataclasses
 
 import keras
+import tensorflow as tf
 from keras import ops
 
 from smcn_tf.layers import AttentionPooling, Fusion, LengthMask
@@ -384,10 +385,21 @@ class SMCNModel(keras.Model):
     def compute_loss(
         self, x=None, y=None, y_pred=None, sample_weight=None, training=True
     ):
-        """Eq. 17: Loss_p + sum over modalities of (Loss_i + Loss_ij)."""
+        """Eq. 17: Loss_p + sum over modalities of (Loss_i + Loss_ij).
+
+        Under a tf.distribute strategy with N replicas, each replica's loss is
+        divided by N before the gradients are summed across replicas, as
+        Keras does with its own losses: the cross-entropies come divided from
+        the Keras loss, the calibration MSEs are divided here, and the
+        trackers log the undivided terms.
+        """
         terms = self.loss_components(y, y_pred, sample_weight)
+        replicas = tf.distribute.get_strategy().num_replicas_in_sync
+        for term in self.loss_terms:
+            if replicas > 1 and term.endswith("_calibration_loss"):
+                terms[term] = terms[term] / replicas
         for tracker in self.loss_term_trackers:
-            tracker.update_state(terms[tracker.name])
+            tracker.update_state(terms[tracker.name] * replicas)
         total = ops.sum(ops.stack([terms[term] for term in self.loss_terms]))
         for loss in self.losses:  # regularizers, if a user adds any
             total = total + loss

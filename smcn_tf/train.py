@@ -5,18 +5,30 @@ Layout of a run directory:
     <run>/config.yaml                 the resolved config
     <run>/features.json               the feature settings the models expect
     <run>/tensorboard/<fold>/         TensorBoard events: every loss term and metric
-    <run>/<fold>/backup/              BackupAndRestore state (resume mid-fold)
+    <run>/<fold>/backup/              the last epoch's weights, optimizer, random
+                                      state and data position (smcn_tf.resume);
+                                      deleted when the fold is done
     <run>/<fold>/checkpoints/         weights at the end of every epoch
     <run>/<fold>/model.keras          the model after the last step
     <run>/<fold>/results.json         its scores on the held-out group
+    <run>/<fold>/timing.json          wall times (kept out of results.json)
     <run>/summary.json                per-fold, mean, std and pooled scores
 
 No checkpoint is ever chosen by its score on the test group: every fold trains
 for the configured number of steps and the last weights are scored. A fold
-whose `results.json` exists is not trained again, so an interrupted run
-resumes where it stopped.
+whose `results.json` exists is not trained again, and a fold interrupted
+after any epoch resumes from its backup: on CPU the resumed run ends with
+weights and `results.json` bit-identical to an uninterrupted one.
+
+`training.strategy` distributes training (see `smcn_tf.distribute`):
+`training.batch_size` is the global batch, each worker reads its own shard of
+the training data, and only the chief writes (TensorBoard, checkpoints,
+backups, models, results, summary).
 """
 
+import contextlib
+import hashlib
+import json
 import math
 import os
 import time
@@ -25,7 +37,7 @@ import keras
 import tensorflow as tf
 import yaml
 
-from smcn_tf import evaluate, metrics
+from smcn_tf import distribute, evaluate, metrics, resume
 from smcn_tf.data import pipeline, records
 from smcn_tf.io_utils import read_json, write_json_atomic
 from smcn_tf.model import build_smcn
@@ -48,15 +60,21 @@ def build_model(config, manifest, use_cudnn="auto"):
         second_fusion=model_config.second_fusion,
         stop_gradient_target=model_config.stop_gradient_target,
         dropout=model_config.dropout,
+        recurrent_core=model_config.recurrent_core,
         use_cudnn=use_cudnn,
     )
 
 
 def compile_model(model, config):
-    """Adam at the configured rate, with UA, WA and weighted F1 as metrics."""
+    """Adam at the configured rate, with UA, WA and weighted F1 as metrics.
+
+    Under a `mixed_float16` policy Keras wraps the optimizer in a
+    `LossScaleOptimizer`; `training.jit_compile` XLA-compiles the train step.
+    """
     model.compile(
         optimizer=keras.optimizers.Adam(learning_rate=config.training.learning_rate),
         metrics=metrics.emotion_metrics(model.num_classes),
+        jit_compile=config.training.jit_compile,
     )
     return model
 
@@ -115,10 +133,98 @@ def fold_plan(config, manifest):
     return [("split", list(evaluation.train_groups), list(evaluation.test_groups))]
 
 
+def _config_fingerprint(config, train_groups):
+    """What a backup must have been written under to be resumed exactly."""
+    settings = config.to_dict()
+    relevant = {key: settings[key] for key in ("features", "model", "training")}
+    relevant["train_groups"] = sorted(train_groups)
+    text = json.dumps(relevant, sort_keys=True)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+@contextlib.contextmanager
+def dtype_policy(name):
+    """Set Keras' global dtype policy to `name` for a block, then restore it.
+
+    Args:
+        name: `"none"` (leave the policy as it is), `"mixed_float16"` or
+            `"mixed_bfloat16"`.
+    """
+    previous = keras.config.dtype_policy()
+    if name != "none":
+        keras.config.set_dtype_policy(name)
+    try:
+        yield
+    finally:
+        keras.config.set_dtype_policy(previous)
+
+
+def _build_for_fit(model, element_spec, strategy):
+    """Create every variable (model, metrics, optimizer) before `fit`.
+
+    From the input's spec, so that no batch is read for it: a backup can be
+    loaded into the optimizer before training, and under a strategy Keras
+    does not pull a batch through the replicas and all-reduce it just to
+    build (which fails for dict inputs on several workers).
+    """
+    with strategy.scope():
+        model._symbolic_build(data_batch=element_spec)
+    model._maybe_symbolic_build = lambda iterator=None, data_batch=None: None
+    if distribute.is_multi_worker(strategy):
+        # Keras 3 reduces a step's logs across workers with
+        # strategy.reduce("MEAN", value, axis=0), which fails on scalars
+        # (tensorflow/tensorflow#72388): give them a batch axis of one. The
+        # epoch logs are read from the (all-reduced) metrics anyway.
+        step = model.train_step
+
+        def train_step(data):
+            logs = step(data)
+            return {name: tf.reshape(value, [1]) for name, value in logs.items()}
+
+        model.train_step = train_step
+
+
+def _single_device_copy(model, config, manifest, element_spec):
+    """The trained model rebuilt outside any strategy, with its weights and optimizer.
+
+    The chief saves and evaluates this copy: reading it needs no collective op,
+    so the other workers need not take part.
+    """
+    copy = compile_model(build_model(config, manifest), config)
+    copy._symbolic_build(data_batch=element_spec)
+    copy.set_weights(model.get_weights())
+    for target, source in zip(copy.optimizer.variables, model.optimizer.variables):
+        target.assign(keras.ops.convert_to_numpy(source.value))
+    return copy
+
+
+class _FlushingTensorBoard(keras.callbacks.TensorBoard):
+    """TensorBoard that flushes its events at every epoch end.
+
+    So the curves of the epochs a backup covers are on disk even if the
+    process is killed right after the backup.
+    """
+
+    def on_epoch_end(self, epoch, logs=None):
+        super().on_epoch_end(epoch, logs)
+        for writer in getattr(self, "_writers", {}).values():
+            writer.flush()
+
+
 def train_fold(
-    config, records_dir, run_dir, fold, train_groups, test_groups, verbose=1
+    config,
+    records_dir,
+    run_dir,
+    fold,
+    train_groups,
+    test_groups,
+    verbose=1,
+    callbacks=(),
 ):
     """Train one model on `train_groups` and score it on `test_groups`.
+
+    An interrupted fold resumes from its backup (`<run>/<fold>/backup/`) and
+    ends exactly as if it had not been interrupted (see `smcn_tf.resume`).
 
     Args:
         config: a `Config`.
@@ -128,95 +234,171 @@ def train_fold(
         train_groups: group names to train on.
         test_groups: group names to test on.
         verbose: Keras verbosity for `fit`.
+        callbacks: more Keras callbacks for `fit`, run after the backup.
 
     Returns:
-        The fold's results dict (also written to `<run>/<fold>/results.json`).
+        The fold's results dict (also written to `<run>/<fold>/results.json`),
+        or None on a worker that is not the chief (it writes nothing).
     """
+    training = config.training
+    strategy = distribute.get_strategy(training.strategy)
+    chief = distribute.is_chief(strategy)
     manifest = records.read_manifest(records_dir)
     fold_dir = os.path.join(run_dir, fold)
     results_path = os.path.join(fold_dir, "results.json")
-    if os.path.exists(results_path):
-        return read_json(results_path)
-    os.makedirs(fold_dir, exist_ok=True)
-    keras.utils.set_random_seed(config.training.seed)
+    backup_dir = os.path.join(fold_dir, "backup")
+    fingerprint = _config_fingerprint(config, train_groups)
+    finished = os.path.exists(results_path)
+    # Every worker resumes from the chief's backup (a shared filesystem).
+    state = None if finished else resume.read_backup(backup_dir, fingerprint)
+    completed_epochs = -1 if finished else (state["epoch"] if state else 0)
+    # All workers go where the chief goes (a no-op without several workers).
+    agreed = distribute.chief_value(strategy, completed_epochs)
+    if agreed != completed_epochs and agreed >= 0:
+        state = resume.read_backup(backup_dir, fingerprint)  # the chief's newer one
+        completed_epochs = state["epoch"] if state else 0
+        if completed_epochs != agreed:
+            raise ValueError(
+                f"The chief resumes fold {fold} at epoch {agreed}, but this worker "
+                f"finds {completed_epochs} in {backup_dir}: every worker must see "
+                "the chief's run directory (a shared filesystem)."
+            )
+    if agreed < 0:  # the chief has this fold's results
+        if chief:  # in case a kill came between the results and the clean-up
+            resume.remove_backup(backup_dir)
+        return read_json(results_path) if chief else None
+    if chief:
+        os.makedirs(fold_dir, exist_ok=True)
+    keras.utils.set_random_seed(training.seed)
 
-    training = config.training
     steps_per_epoch = min(training.steps_per_epoch, training.steps)
     epochs = math.ceil(training.steps / steps_per_epoch)
-    train_dataset = pipeline.make_dataset(
-        records_dir,
-        groups=train_groups,
-        batch_size=training.batch_size,
-        shuffle=True,
-        repeat=True,
-        seed=training.seed,
-        shuffle_buffer=training.shuffle_buffer,
-    )
+    # Each worker's input yields one batch per local replica and step.
+    start_batch = completed_epochs * steps_per_epoch * distribute.local_replicas(strategy)
+    class_weights = None
     if training.class_weights == "balanced":
-        table = tf.constant(balanced_class_weights(manifest, train_groups), tf.float32)
-        train_dataset = train_dataset.map(
-            lambda inputs, label: (inputs, label, tf.gather(table, label))
-        )
-    model = compile_model(build_model(config, manifest), config)
-    callbacks = [
-        keras.callbacks.BackupAndRestore(os.path.join(fold_dir, "backup")),
-        keras.callbacks.TensorBoard(
-            os.path.join(run_dir, "tensorboard", fold), update_freq="epoch"
-        ),
-        keras.callbacks.ModelCheckpoint(
-            os.path.join(fold_dir, "checkpoints", "epoch-{epoch:03d}.weights.h5"),
-            save_weights_only=True,
-        ),
-    ]
-    started = time.time()
-    history = model.fit(
-        train_dataset,
-        epochs=epochs,
-        steps_per_epoch=steps_per_epoch,
-        callbacks=callbacks,
-        verbose=verbose,
-        shuffle=False,  # the dataset itself shuffles, with the configured seed
-    )
-    training_seconds = time.time() - started
-    model.save(os.path.join(fold_dir, "model.keras"))
+        class_weights = balanced_class_weights(manifest, train_groups)
 
-    results = {
-        "fold": fold,
-        "variant": config.model.variant,
-        "train_groups": list(train_groups),
-        "test_groups": list(test_groups),
-        "steps": epochs * steps_per_epoch,
-        "training_seconds": round(training_seconds, 2),
-        "final_training_logs": {
-            name: float(values[-1]) for name, values in history.history.items()
-        },
-    }
-    if not test_groups:  # the final model: nothing held out, nothing to score
-        write_json_atomic(results_path, results)
-        return results
-    test_dataset = pipeline.make_dataset(
-        records_dir,
-        groups=test_groups,
-        batch_size=training.batch_size,
-        include_metadata=True,
-    )
-    predictions = evaluate.predict_dataset(model, test_dataset)
-    scores = evaluate.score_predictions(
-        predictions["labels"], predictions["predictions"], manifest["class_names"]
-    )
-    _log_test_scores(os.path.join(run_dir, "tensorboard", fold), scores, epochs)
-    results.update(scores)
-    results.update({
-        "predictions": [
-            {"utterance_id": utterance_id, "label": int(label), "prediction": int(pred)}
-            for utterance_id, label, pred in zip(
-                predictions["utterance_ids"],
-                predictions["labels"],
-                predictions["predictions"],
+    def make_train_dataset(num_shards, shard_index, batch_size, start_batch=start_batch):
+        dataset = pipeline.make_dataset(
+            records_dir,
+            groups=train_groups,
+            batch_size=batch_size,
+            shuffle=True,
+            repeat=True,
+            seed=training.seed,
+            shuffle_buffer=training.shuffle_buffer,
+            bucket_window=training.bucket_window if training.length_bucketing else None,
+            start_batch=start_batch,
+            num_shards=num_shards,
+            shard_index=shard_index,
+        )
+        if class_weights is not None:
+            table = tf.constant(class_weights, tf.float32)
+            dataset = dataset.map(
+                lambda inputs, label: (inputs, label, tf.gather(table, label))
             )
-        ],
-    })
+        return dataset
+
+    with dtype_policy(training.mixed_precision):
+        with strategy.scope():
+            model = compile_model(build_model(config, manifest), config)
+        train_dataset = distribute.distribute_dataset(
+            strategy, make_train_dataset, training.batch_size
+        )
+        element_spec = make_train_dataset(
+            1, 0, distribute.per_replica_batch_size(strategy, training.batch_size), 0
+        ).element_spec
+        _build_for_fit(model, element_spec, strategy)
+        if state:
+            with strategy.scope():
+                resume.restore_backup(model, backup_dir, state)
+        backup = resume.TrainingBackup(
+            backup_dir,
+            fingerprint=fingerprint,
+            write=chief,
+            state=state,
+            extra={
+                "steps_per_epoch": steps_per_epoch,
+                "epochs": epochs,
+                "replicas": strategy.num_replicas_in_sync,
+                "workers": distribute.num_workers(strategy),
+            },
+        )
+        fit_callbacks = [backup, *callbacks]
+        if chief:
+            fit_callbacks = [
+                _FlushingTensorBoard(
+                    os.path.join(run_dir, "tensorboard", fold), update_freq="epoch"
+                ),
+                keras.callbacks.ModelCheckpoint(
+                    os.path.join(fold_dir, "checkpoints", "epoch-{epoch:03d}.weights.h5"),
+                    save_weights_only=True,
+                ),
+                *fit_callbacks,
+            ]
+        started = time.time()
+        model.fit(
+            train_dataset,
+            epochs=epochs,
+            initial_epoch=completed_epochs,
+            steps_per_epoch=steps_per_epoch,
+            callbacks=fit_callbacks,
+            verbose=verbose,
+            shuffle=False,  # the dataset itself shuffles, with the configured seed
+        )
+        training_seconds = time.time() - started
+        if not chief:
+            return None
+
+        started = time.time()
+        if distribute.is_distributed(strategy):
+            model = _single_device_copy(model, config, manifest, element_spec)
+        model.save(os.path.join(fold_dir, "model.keras"))
+        # Only what training computes: equal, bit for bit, whether or not the
+        # fold was interrupted and resumed (wall times go to timing.json).
+        results = {
+            "fold": fold,
+            "variant": config.model.variant,
+            "train_groups": list(train_groups),
+            "test_groups": list(test_groups),
+            "steps": epochs * steps_per_epoch,
+            "final_training_logs": backup.last_logs,
+        }
+        if test_groups:
+            test_dataset = pipeline.make_dataset(
+                records_dir,
+                groups=test_groups,
+                batch_size=training.batch_size,
+                include_metadata=True,
+            )
+            predictions = evaluate.predict_dataset(model, test_dataset)
+            scores = evaluate.score_predictions(
+                predictions["labels"], predictions["predictions"], manifest["class_names"]
+            )
+            _log_test_scores(os.path.join(run_dir, "tensorboard", fold), scores, epochs)
+            results.update(scores)
+            results["predictions"] = [
+                {"utterance_id": utterance_id, "label": int(label), "prediction": int(pred)}
+                for utterance_id, label, pred in zip(
+                    predictions["utterance_ids"],
+                    predictions["labels"],
+                    predictions["predictions"],
+                )
+            ]
+        # else: the final model, nothing held out, nothing to score.
+    write_json_atomic(
+        os.path.join(fold_dir, "timing.json"),
+        {
+            "training_seconds": round(training_seconds, 2),
+            "evaluation_seconds": round(time.time() - started, 2),
+            "resumed_at_epoch": completed_epochs,
+            "epochs": epochs,
+            "strategy": distribute.describe(strategy),
+        },
+    )
     write_json_atomic(results_path, results)
+    resume.remove_backup(backup_dir)
     return results
 
 
@@ -229,8 +411,14 @@ def _log_test_scores(log_dir, scores, step):
     writer.flush()
 
 
-def run_experiment(config, records_dir, run_dir, folds=None, verbose=1, log=print):
+def run_experiment(
+    config, records_dir, run_dir, folds=None, verbose=1, log=print, callbacks=()
+):
     """Train and score every fold of the configured protocol.
+
+    With `training.strategy: multi_worker` every worker runs this same call;
+    the chief alone writes into `run_dir` (which every worker must see: they
+    resume from the chief's backups), and the others return None.
 
     Args:
         config: a `Config`.
@@ -239,19 +427,27 @@ def run_experiment(config, records_dir, run_dir, folds=None, verbose=1, log=prin
         folds: optional subset of fold names to run.
         verbose: Keras verbosity.
         log: where progress lines go.
+        callbacks: more Keras callbacks for every fold's `fit`.
 
     Returns:
-        The summary dict (also written to `<run>/summary.json`).
+        The summary dict (also written to `<run>/summary.json`), or None on a
+        worker that is not the chief.
     """
+    # First: a multi-worker strategy must exist before TensorFlow runs an op.
+    strategy = distribute.get_strategy(config.training.strategy)
+    chief = distribute.is_chief(strategy)
+    if distribute.is_distributed(strategy):
+        log(f"Distributed training: {distribute.describe(strategy)}")
     manifest = records.read_manifest(records_dir)
-    os.makedirs(run_dir, exist_ok=True)
-    with open(os.path.join(run_dir, "config.yaml"), "w", encoding="utf-8") as stream:
-        yaml.safe_dump(config.to_dict(), stream, sort_keys=False)
-    # What export needs to rebuild the raw-input front end of these models.
-    write_json_atomic(
-        os.path.join(run_dir, "features.json"),
-        {key: manifest[key] for key in FEATURE_SETTINGS if key in manifest},
-    )
+    if chief:
+        os.makedirs(run_dir, exist_ok=True)
+        with open(os.path.join(run_dir, "config.yaml"), "w", encoding="utf-8") as stream:
+            yaml.safe_dump(config.to_dict(), stream, sort_keys=False)
+        # What export needs to rebuild the raw-input front end of these models.
+        write_json_atomic(
+            os.path.join(run_dir, "features.json"),
+            {key: manifest[key] for key in FEATURE_SETTINGS if key in manifest},
+        )
     plan = fold_plan(config, manifest)
     if folds:
         known = [name for name, _, _ in plan]
@@ -263,8 +459,11 @@ def run_experiment(config, records_dir, run_dir, folds=None, verbose=1, log=prin
     for fold, train_groups, test_groups in plan:
         log(f"[{fold}] training on {train_groups}, testing on {test_groups}")
         result = train_fold(
-            config, records_dir, run_dir, fold, train_groups, test_groups, verbose
+            config, records_dir, run_dir, fold, train_groups, test_groups, verbose,
+            callbacks=callbacks,
         )
+        if result is None:  # not the chief: it scores nothing
+            continue
         fold_results[fold] = result
         log(
             f"[{fold}] UA {100 * result['unweighted_accuracy']:.2f}  "
@@ -272,16 +471,23 @@ def run_experiment(config, records_dir, run_dir, folds=None, verbose=1, log=prin
             f"W-F1 {100 * result['weighted_f1']:.2f}  "
             f"({result['num_examples']} test utterances)"
         )
-    summary = evaluate.summarize_folds(fold_results, manifest["class_names"])
-    summary["variant"] = config.model.variant
-    summary["records_dir"] = os.path.abspath(records_dir)
-    if config.evaluation.final_model and not folds:
+    final_model = config.evaluation.final_model and not folds
+    if final_model:
         if config.evaluation.protocol == "loso":
             train_groups = list(manifest["groups"])
         else:
             train_groups = list(config.evaluation.train_groups)
         log(f"[all] training the final model on {train_groups}")
-        train_fold(config, records_dir, run_dir, "all", train_groups, [], verbose)
+        train_fold(
+            config, records_dir, run_dir, "all", train_groups, [], verbose,
+            callbacks=callbacks,
+        )
+    if not chief:
+        return None
+    summary = evaluate.summarize_folds(fold_results, manifest["class_names"])
+    summary["variant"] = config.model.variant
+    summary["records_dir"] = os.path.abspath(records_dir)
+    if final_model:
         summary["final_model"] = os.path.join(run_dir, "all", "model.keras")
     write_json_atomic(os.path.join(run_dir, "summary.json"), summary)
     return summary

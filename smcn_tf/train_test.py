@@ -89,3 +89,51 @@ def test_balanced_class_weights_from_the_manifest_counts():
     from smcn_tf.train import balanced_class_weights
 
     assert balanced_class_weights(manifest, ["S1", "S2"]) == pytest.approx([0.5, 1.0, 0.0])
+
+
+@pytest.mark.parametrize("policy", ["mixed_float16", "mixed_bfloat16"])
+def test_mixed_precision_trains_and_restores_the_global_policy(demo_features, tmp_path, policy):
+    import keras
+    import numpy as np
+
+    from smcn_tf.data.records import read_manifest
+    from smcn_tf.model import load_model
+
+    manifest = read_manifest(demo_features)
+    inputs = {
+        "audio_features": np.ones((2, 7, manifest["audio_dim"]), "float32"),
+        "audio_length": np.array([7, 3], "int32"),
+        "text_features": np.ones((2, 5, manifest["text_dim"]), "float32"),
+        "text_length": np.array([5, 2], "int32"),
+    }
+    seen = {}
+
+    class Probe(keras.callbacks.Callback):
+        def on_train_end(self, logs=None):
+            seen["policy"] = self.model.dtype_policy.name
+            seen["global"] = keras.config.dtype_policy().name
+            seen["probabilities"] = self.model(inputs, training=False)["probabilities"]
+
+    before = keras.config.dtype_policy().name
+    run_dir = str(tmp_path / "run")
+    config = _tiny_config(
+        f"training.mixed_precision={policy}",
+        "training.steps=2",
+        "evaluation.folds=[Session2]",
+        "evaluation.final_model=false",
+    )
+    run_experiment(
+        config, demo_features, run_dir, verbose=0, log=lambda _: None, callbacks=[Probe()]
+    )
+    assert (seen["policy"], seen["global"]) == (policy, policy)
+    assert keras.config.dtype_policy().name == before  # restored
+    # The model computes in half precision but answers in float32.
+    assert keras.backend.standardize_dtype(seen["probabilities"].dtype) == "float32"
+    assert np.allclose(np.asarray(seen["probabilities"]).sum(axis=-1), 1.0, atol=1e-3)
+    results = json.load(open(os.path.join(run_dir, "Session2", "results.json")))
+    assert all(np.isfinite(value) for value in results["final_training_logs"].values())
+    assert results["num_examples"] == 48
+    # The saved model loads (outside the policy) and answers in float32.
+    model = load_model(os.path.join(run_dir, "Session2", "model.keras"))
+    probabilities = model(inputs, training=False)["probabilities"]
+    assert keras.backend.standardize_dtype(probabilities.dtype) == "float32"

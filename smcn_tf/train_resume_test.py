@@ -1,0 +1,149 @@
+"""Exact resume: a fold killed with SIGKILL after an epoch, then run again, ends
+bit-identical (weights, optimizer, results.json) to an uninterrupted run."""
+
+import glob
+import json
+import os
+import signal
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+# Trains one fold in a fresh process; with a kill epoch, SIGKILLs itself at the
+# end of that epoch, after every other callback (the backup included) ran.
+# "mirrored" splits the CPU in two devices: two replicas of one worker, whose
+# input yields two batches per step.
+CHILD = r"""
+import os, signal, sys, json
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+features, run_dir, kill_after, kind = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
+overrides = sys.argv[5:]
+if kind == "mirrored":
+    import tensorflow as tf
+    from smcn_tf import distribute
+
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+    distribute._STRATEGIES["mirrored"] = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+    overrides.append("training.strategy=mirrored")
+import keras
+from smcn_tf.config import load_config
+from smcn_tf.train import run_experiment
+
+
+class KillAfterEpoch(keras.callbacks.Callback):
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch + 1 == kill_after:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+
+config = load_config(os.path.join("configs", "demo.yaml"), overrides)
+run_experiment(
+    config, features, run_dir, verbose=0, log=lambda _: None,
+    callbacks=[KillAfterEpoch()] if kill_after else [],
+)
+"""
+
+OVERRIDES = [
+    "training.steps=8",
+    "training.steps_per_epoch=2",  # 4 epochs of 2 steps
+    "training.batch_size=8",
+    "training.length_bucketing=true",
+    "training.bucket_window=3",  # windows straddle epochs: the position matters
+    "model.hidden_units=4",
+    "model.head_units=4",
+    "model.dropout=0.25",  # random state that save_weights leaves out
+    "evaluation.folds=[Session2]",
+    "evaluation.final_model=false",
+]
+
+
+def _start(features, run_dir, kill_after, kind):
+    return subprocess.Popen(
+        [sys.executable, "-c", CHILD, features, run_dir, str(kill_after), kind, *OVERRIDES],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+def _wait(process, timeout=300):
+    try:
+        output, _ = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        output, _ = process.communicate()
+        pytest.fail(f"training did not finish in {timeout} s:\n{output[-3000:]}")
+    return process.returncode, output
+
+
+def _epoch_loss_steps(run_dir):
+    import tensorflow as tf
+
+    steps = []
+    pattern = os.path.join(run_dir, "tensorboard", "Session2", "train", "events.out.tfevents.*")
+    for path in sorted(glob.glob(pattern)):
+        for event in tf.compat.v1.train.summary_iterator(path):
+            steps += [event.step for value in event.summary.value if value.tag == "epoch_loss"]
+    return sorted(steps)
+
+
+def _model_state(path):
+    from smcn_tf.model import load_model
+
+    model = load_model(path)
+    return (
+        [np.asarray(variable) for variable in model.weights],
+        [np.asarray(variable) for variable in model.optimizer.variables],
+    )
+
+
+@pytest.mark.parametrize("kind", ["default", "mirrored"])
+def test_a_killed_and_resumed_fold_equals_an_uninterrupted_one(demo_features, tmp_path, kind):
+    straight_dir = str(tmp_path / "straight")
+    resumed_dir = str(tmp_path / "resumed")
+    # The uninterrupted run and the run to kill, side by side.
+    straight = _start(demo_features, straight_dir, 0, kind)
+    killed = _start(demo_features, resumed_dir, 2, kind)
+    code, output = _wait(killed)
+    assert code == -signal.SIGKILL, output[-3000:]
+    fold_dir = os.path.join(resumed_dir, "Session2")
+    state = json.load(open(os.path.join(fold_dir, "backup", "state.json")))
+    assert (state["epoch"], state["global_step"]) == (2, 4)
+    assert not os.path.exists(os.path.join(fold_dir, "results.json"))
+
+    code, output = _wait(_start(demo_features, resumed_dir, 0, kind))
+    assert code == 0, output[-3000:]
+    code, output = _wait(straight)
+    assert code == 0, output[-3000:]
+
+    straight_fold = os.path.join(straight_dir, "Session2")
+    # results.json, final training logs included, byte for byte.
+    with open(os.path.join(straight_fold, "results.json"), "rb") as stream:
+        expected = stream.read()
+    with open(os.path.join(fold_dir, "results.json"), "rb") as stream:
+        assert stream.read() == expected
+    assert "training_seconds" not in json.loads(expected)
+    timing = json.load(open(os.path.join(fold_dir, "timing.json")))
+    assert timing["resumed_at_epoch"] == 2 and "training_seconds" in timing
+    assert ("2 replica(s)" in timing["strategy"]) == (kind == "mirrored")
+    assert not os.path.exists(os.path.join(fold_dir, "backup"))  # done: removed
+    assert len(os.listdir(os.path.join(fold_dir, "checkpoints"))) == 4
+    # TensorBoard goes on across the resume: every epoch's curve, once.
+    assert _epoch_loss_steps(resumed_dir) == [0, 1, 2, 3]
+
+    weights, optimizer = _model_state(os.path.join(fold_dir, "model.keras"))
+    expected_weights, expected_optimizer = _model_state(
+        os.path.join(straight_fold, "model.keras")
+    )
+    assert len(weights) == len(expected_weights) > 0
+    for actual, wanted in zip(weights, expected_weights):
+        assert actual.dtype == wanted.dtype and np.array_equal(actual, wanted)
+    assert len(optimizer) == len(expected_optimizer) > 0
+    for actual, wanted in zip(optimizer, expected_optimizer):
+        assert np.array_equal(actual, wanted)
