@@ -106,6 +106,8 @@ def command_train(args):
 def command_evaluate(args):
     from smcn_tf.data import pipeline, records
     from smcn_tf.evaluate import (
+        evaluate_missing,
+        format_missing,
         format_summary,
         predict_dataset,
         score_predictions,
@@ -135,10 +137,24 @@ def command_evaluate(args):
         dataset = pipeline.make_dataset(
             args.data, groups=test_groups, batch_size=args.batch_size, include_metadata=True
         )
+        if args.missing:
+            # Each route (full input, unimodal head, fused head fed zeros) per fold.
+            routes = evaluate_missing(model, dataset, manifest["class_names"], args.missing)
+            for route, report in routes.items():
+                fold_results.setdefault(route, {})[fold] = report
+            continue
         predictions = predict_dataset(model, dataset)
         fold_results[fold] = score_predictions(
             predictions["labels"], predictions["predictions"], manifest["class_names"]
         )
+    if args.missing:
+        pooled = {
+            route: summarize_folds(results, manifest["class_names"])["pooled"]
+            for route, results in fold_results.items()
+        }
+        print(f"Pooled over folds {', '.join(sorted(fold_results['both']))}:")
+        print(format_missing(pooled, args.missing))
+        return 0
     print(format_summary(summarize_folds(fold_results, manifest["class_names"])))
     return 0
 
@@ -254,6 +270,12 @@ def build_parser():
     evaluate.add_argument("--run-dir", required=True, help="A run directory of `smcn train`.")
     evaluate.add_argument("--fold", action="append", help="Only this fold (repeatable).")
     evaluate.add_argument("--batch-size", type=int, default=32)
+    evaluate.add_argument(
+        "--missing",
+        choices=("text", "audio"),
+        help="Score with this modality removed: through the other modality's own "
+        "head and through the fused head fed zeros, beside the full input.",
+    )
     evaluate.set_defaults(handler=command_evaluate)
 
     export = commands.add_parser(

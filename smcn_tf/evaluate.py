@@ -2,6 +2,14 @@
 
 IEMOCAP reports UA / WA per fold, their mean, and the pooled score over the
 concatenated test sets of all folds; MELD reports accuracy and weighted F1.
+
+`predict_dataset(..., missing="text" | "audio", route=...)` scores a model
+with one modality removed from every item, the two ways a server can answer
+then: `route="head"` reads the other modality's own unimodal head
+(`audio_probabilities` / `text_probabilities`, eq. 7), as `smcn serve` and
+the exported graph do; `route="zeros"` reads the fused head fed an empty
+modality (zero features, length 0), as exports before the fallback did.
+`evaluate_missing` scores both beside the full model.
 """
 
 import numpy as np
@@ -10,23 +18,72 @@ import tensorflow as tf
 from smcn_tf import metrics
 
 
-def predict_dataset(model, dataset):
+MODALITIES = ("audio", "text")
+MISSING_ROUTES = ("head", "zeros")
+
+
+def remove_modality(inputs, missing):
+    """`inputs` with one modality emptied: zero features and length 0."""
+    if missing not in MODALITIES:
+        raise ValueError(f"missing must be one of {MODALITIES}, got {missing!r}.")
+    inputs = dict(inputs)
+    inputs[f"{missing}_features"] = tf.zeros_like(inputs[f"{missing}_features"])
+    inputs[f"{missing}_length"] = tf.zeros_like(inputs[f"{missing}_length"])
+    return inputs
+
+
+def _missing_output(model, missing, route):
+    """The output key that answers with `missing` removed, or a clear error."""
+    if route not in MISSING_ROUTES:
+        raise ValueError(f"route must be one of {MISSING_ROUTES}, got {route!r}.")
+    modalities = tuple(getattr(model, "modalities", MODALITIES))
+    variant = getattr(model, "variant", "this model")
+    other = "text" if missing == "audio" else "audio"
+    if modalities == (missing,):
+        raise ValueError(
+            f"variant {variant} reads only {missing}: nothing is left to answer without it."
+        )
+    if route == "zeros" or modalities == (other,):
+        return "probabilities"  # a unimodal variant's output is its own head
+    key = f"{other}_probabilities"
+    outputs = getattr(model, "output", None)
+    if not isinstance(outputs, dict) or key not in outputs:
+        raise ValueError(
+            f"variant {variant} has no unimodal heads: without {missing} only the fused head "
+            "fed zeros can answer (route='zeros')."
+        )
+    return key
+
+
+def predict_dataset(model, dataset, missing=None, route="head"):
     """Run a model over a dataset that yields `(inputs, labels, metadata)`.
 
     Args:
         model: a model whose output dict has `probabilities`.
         dataset: a `tf.data.Dataset` from `make_dataset(..., include_metadata=True)`.
+        missing: `None`, or the modality ("audio" / "text") removed from every
+            item (see the module docstring).
+        route: with `missing`: "head" (the other modality's unimodal head) or
+            "zeros" (the fused head fed the emptied modality).
 
     Returns:
         A dict of numpy arrays: `labels`, `probabilities`, `predictions`,
         `utterance_ids`.
+
+    Raises:
+        ValueError: the model cannot answer that way (a variant without
+            unimodal heads on route "head", or the only modality removed).
     """
+    key = "probabilities" if missing is None else _missing_output(model, missing, route)
+
+    def probabilities_of(inputs):
+        if missing is not None:
+            inputs = remove_modality(inputs, missing)
+        return model(inputs, training=False)[key]
+
     # One traced function for all batches: eager GRU loops are slow on long
     # test sets; reduce_retracing keeps padded shapes from retracing each batch.
-    predict = tf.function(
-        lambda inputs: model(inputs, training=False)["probabilities"],
-        reduce_retracing=True,
-    )
+    predict = tf.function(probabilities_of, reduce_retracing=True)
     labels, probabilities, utterance_ids = [], [], []
     for inputs, batch_labels, metadata in dataset:
         probabilities.append(np.asarray(predict(inputs)))
@@ -51,6 +108,54 @@ def score_predictions(labels, predictions, class_names):
     report = metrics.classification_report(matrix, class_names)
     report["num_examples"] = int(matrix.sum())
     return report
+
+
+def evaluate_missing(model, dataset, class_names, missing):
+    """Scores with `missing` removed, by each route, beside the full model.
+
+    Args:
+        model: an `SMCNModel`.
+        dataset: as for `predict_dataset`.
+        class_names: the class names.
+        missing: "audio" or "text".
+
+    Returns:
+        `{"both": report, "head": report, "zeros": report}` (`score_predictions`
+        reports; "head" is absent for a variant without unimodal heads).
+    """
+    results = {}
+    for name, route in (("both", None), ("head", "head"), ("zeros", "zeros")):
+        try:
+            predictions = predict_dataset(
+                model, dataset, missing=None if route is None else missing,
+                route=route or "head",
+            )
+        except ValueError:
+            if route == "head":
+                continue  # no unimodal heads: only the fused head can answer
+            raise
+        results[name] = score_predictions(
+            predictions["labels"], predictions["predictions"], class_names
+        )
+    return results
+
+
+def format_missing(results, missing):
+    """A plain-text table of UA / WA (in %) of `evaluate_missing` results."""
+    labels = {
+        "both": "audio + text",
+        "head": f"no {missing}: {'text' if missing == 'audio' else 'audio'} head",
+        "zeros": f"no {missing}: fused head, zeros",
+    }
+    lines = [f"{'input':<28} {'UA':>7} {'WA':>7}"]
+    for name in ("both", "head", "zeros"):
+        if name in results:
+            report = results[name]
+            lines.append(
+                f"{labels[name]:<28} {100 * report['unweighted_accuracy']:7.2f} "
+                f"{100 * report['weighted_accuracy']:7.2f}"
+            )
+    return "\n".join(lines)
 
 
 def summarize_folds(fold_results, class_names):

@@ -29,12 +29,25 @@ Signatures (see `SIGNATURES`):
                  probabilities   float32 [batch, classes]
                  class_id        int32   [batch]
                  class_name      string  [batch]
+                 modality        string  [batch]            "both", "audio" or "text"
                  audio_attention float32 [batch, frames]
                  text_attention  float32 [batch, tokens]
 
 `audio_attention` / `text_attention` are the attention weights of the branch
-that feeds the final head (zeros for a modality a unimodal variant lacks);
+that feeds the head that answered (zeros for a modality that did not);
 `frames` are the pooled log-Mel frames and `tokens` the (truncated) tokens.
+
+Checks and missing modalities (`smcn_tf.serving.input_checks`): both
+signatures refuse bad values with INVALID_ARGUMENT from `tf.debugging.Assert`
+ops that every output depends on (non-finite audio or features, lengths
+outside [0, padded size], token ids outside the vocabulary, an attention mask
+that is not 0/1 ones-then-zeros or not shaped like `input_ids`), so the stock
+TF Serving refuses them too. A row whose audio is missing (fewer than
+`min_audio_seconds` of samples; `audio_length` 0) or whose text is missing (no
+token besides [CLS] and [SEP]; `text_length` 0) is answered by the other
+modality's unimodal head (`audio_probabilities` / `text_probabilities`, eq. 7)
+and `modality` says which; a row with neither, or a missing modality a
+variant cannot do without (`cat` has no unimodal heads), is refused.
 
 Inside `serving_default`:
 
@@ -58,15 +71,23 @@ GPU still exports without cuDNN-only ops and loads on a CPU server.
 """
 
 import json
+import logging
 import os
 import re
 import shutil
+import socket
+import threading
+import time
 
 import keras
 import tensorflow as tf
 
 from smcn_tf.features.audio import LogMelFeatures
-from smcn_tf.model import SMCNModel, load_model
+from smcn_tf.model import VARIANTS, SMCNModel, load_model
+from smcn_tf.serving import input_checks
+from smcn_tf.serving.input_checks import DEFAULT_MIN_AUDIO_SECONDS, InputRules
+
+logger = logging.getLogger("smcn_tf.export")
 
 _VERSION = re.compile(r"^\d+$")
 
@@ -83,12 +104,21 @@ TOKENIZER_FILES = (
     "special_tokens_map.json",
     "config.json",
 )
-FORMAT_VERSION = 1
+# 2: the `modality` output, the in-graph input checks, `input_checks` in smcn.json.
+FORMAT_VERSION = 2
+# A temporary export directory of another machine (a shared volume) is only
+# removed once nothing in it changed for this long: its pid means nothing here.
+STALE_TEMPORARY_SECONDS = 24 * 3600
+_TEMPORARY = re.compile(r"^\.tmp-(\d+)-(\d+)(?:-(.+))?$")
+# Temporary directories this process is writing right now.
+_ACTIVE_TEMPORARIES = set()
+_ACTIVE_LOCK = threading.Lock()
 
 _OUTPUTS = {
     "probabilities": ("float32", ["batch", "classes"]),
     "class_id": ("int32", ["batch"]),
     "class_name": ("string", ["batch"]),
+    "modality": ("string", ["batch"]),
     "audio_attention": ("float32", ["batch", "frames"]),
     "text_attention": ("float32", ["batch", "tokens"]),
 }
@@ -246,10 +276,55 @@ class _KerasParts:
     as objects: see `SMCNServingModule`.
     """
 
-    def __init__(self, model, audio_layer, text_backbone):
+    def __init__(self, model, audio_layer, text_backbone, answering_model):
         self.model = model
         self.audio_layer = audio_layer
         self.text_backbone = text_backbone
+        self.answering_model = answering_model
+
+
+def _semantic_attention_outputs(model):
+    """The model with the attention weights of F^i (what the unimodal heads read).
+
+    A bimodal variant's `audio_attention` / `text_attention` are those of the
+    branch that feeds the fused head; a row answered by a unimodal head is
+    explained by that modality's intra-modal (semantic) attention instead.
+    The result shares every layer and weight with `model`.
+    """
+    spec = VARIANTS[model.variant]
+    if len(spec.modalities) < 2 or not spec.unimodal_heads:
+        return model
+    outputs = dict(model.output)
+    for modality in spec.modalities:
+        layer = model.get_layer(f"{modality}_intra_attention")
+        outputs[f"{modality}_semantic_attention"] = layer.output[1]
+    return keras.Model(model.input, outputs, name=f"{model.name}_serving")
+
+
+def input_rules(model, tokenizer=None, vocab_size=None, sample_rate=16000,
+                min_audio_seconds=DEFAULT_MIN_AUDIO_SECONDS):
+    """The `InputRules` of an exported model (what its signatures accept).
+
+    Args:
+        model: the `SMCNModel`.
+        tokenizer: its text encoder's tokenizer (`None` without text).
+        vocab_size: the text encoder's vocabulary size.
+        sample_rate: the waveform rate.
+        min_audio_seconds: audio shorter than this is treated as missing.
+    """
+    spec = VARIANTS[model.variant]
+    if min_audio_seconds < 0:
+        raise ValueError(f"min_audio_seconds must be >= 0, got {min_audio_seconds}.")
+    return InputRules(
+        modalities=spec.modalities,
+        unimodal_heads=spec.modalities if spec.unimodal_heads else (),
+        variant=model.variant,
+        vocab_size=vocab_size,
+        cls_token_id=getattr(tokenizer, "cls_token_id", None),
+        separator_token_id=getattr(tokenizer, "sep_token_id", None),
+        min_audio_samples=int(round(min_audio_seconds * sample_rate)),
+        sample_rate=sample_rate,
+    )
 
 
 class SMCNServingModule(tf.Module):
@@ -272,14 +347,19 @@ class SMCNServingModule(tf.Module):
         max_tokens: the most tokens kept per row (`None`: no truncation).
         separator_token_id: the `[SEP]` id that ends a row's real tokens, or
             `None` to trust `attention_mask` alone.
+        rules: the `InputRules` the signatures enforce; by default those of
+            the model with `separator_token_id` and no vocabulary bound.
     """
 
     def __init__(
         self, model, audio_layer=None, text_backbone=None, max_tokens=None,
-        separator_token_id=None,
+        separator_token_id=None, rules=None,
     ):
         super().__init__(name="smcn_serving")
-        self._keras = _KerasParts(serving_copy(model), audio_layer, text_backbone)
+        copy = serving_copy(model)
+        self._keras = _KerasParts(
+            copy, audio_layer, text_backbone, _semantic_attention_outputs(copy)
+        )
         self.model_variables = [variable.value for variable in self.model.variables]
         self.text_encoder_variables = (
             [variable.value for variable in text_backbone.variables] if text_backbone else []
@@ -288,6 +368,10 @@ class SMCNServingModule(tf.Module):
             str(index) for index in range(self.model.num_classes)
         ]
         self.class_names = tf.constant(names, dtype=tf.string)
+        if rules is None:
+            rules = input_rules(self.model)
+            rules.separator_token_id = separator_token_id
+        self.rules = rules
         self.features = tf.function(
             self._predict_features,
             input_signature=[
@@ -326,13 +410,30 @@ class SMCNServingModule(tf.Module):
         return self._keras.text_backbone
 
     def _predict_features(self, audio_features, audio_length, text_features, text_length):
+        audio_features, audio_length, text_features, text_length = (
+            input_checks.graph_checks_features(
+                audio_features, audio_length, text_features, text_length
+            )
+        )
+        return self._run(
+            input_checks.FEATURES_SIGNATURE, audio_features, audio_length, text_features,
+            text_length, audio_present=audio_length > 0, text_present=text_length > 0,
+        )
+
+    def _run(self, signature_key, audio_features, audio_length, text_features, text_length,
+             audio_present, text_present):
+        # At least one step on each time axis: a zero-length axis (no frames,
+        # no tokens) is a missing modality, not a reason for the graph to fail.
+        audio_features = _at_least_one_step(audio_features)
+        text_features = _at_least_one_step(text_features)
         inputs = {
             "audio_features": audio_features,
             "audio_length": audio_length,
             "text_features": text_features,
             "text_length": text_length,
         }
-        return self.answer(self.model(inputs, training=False), inputs)
+        outputs = self._keras.answering_model(inputs, training=False)
+        return self.answer(outputs, inputs, audio_present, text_present, signature_key)
 
     def text_inputs(self, input_ids, attention_mask):
         """Token ids, the real-token mask and its lengths, truncated to `max_tokens`."""
@@ -340,15 +441,11 @@ class SMCNServingModule(tf.Module):
         if self.separator_token_id is not None:
             # Cut each row after its first [SEP]: TF Serving's batching pads
             # attention_mask with its first element (1), see the module doc.
-            separator = tf.logical_and(tf.equal(input_ids, self.separator_token_id), real)
-            has_separator = tf.reduce_any(separator, axis=1, keepdims=True)
-            first_separator = tf.argmax(
-                tf.cast(separator, tf.int32), axis=1, output_type=tf.int32
-            )[:, tf.newaxis]
-            positions = tf.range(tf.shape(input_ids)[1], dtype=tf.int32)[tf.newaxis, :]
             real = tf.logical_and(
                 real,
-                tf.logical_or(positions <= first_separator, tf.logical_not(has_separator)),
+                input_checks.graph_checked_positions(
+                    input_ids, attention_mask, self.separator_token_id
+                ),
             )
         if self.max_tokens is not None:
             input_ids = input_ids[:, : self.max_tokens]
@@ -357,8 +454,20 @@ class SMCNServingModule(tf.Module):
         return input_ids, real, text_length
 
     def _predict_raw(self, waveform, waveform_length, input_ids, attention_mask):
+        waveform, waveform_length, input_ids, attention_mask = input_checks.graph_checks_raw(
+            self.rules, waveform, waveform_length, input_ids, attention_mask
+        )
+        # At least one token position (zero tokens: the text is missing).
+        padding = [[0, 0], [0, tf.maximum(1 - tf.shape(input_ids)[1], 0)]]
+        input_ids = tf.pad(input_ids, padding)
+        attention_mask = tf.pad(attention_mask, padding)
         audio_features, audio_length = self.audio_layer(waveform, waveform_length)
+        audio_present = waveform_length >= max(self.rules.min_audio_samples, 1)
         input_ids, real, text_length = self.text_inputs(input_ids, attention_mask)
+        words = real
+        for special in self.rules.special_token_ids:
+            words = tf.logical_and(words, tf.not_equal(input_ids, special))
+        text_present = tf.reduce_any(words, axis=1)
         if self.text_backbone is None:
             # The model reads no text: it ignores these (all-zero) vectors.
             text_features = tf.zeros(
@@ -377,25 +486,78 @@ class SMCNServingModule(tf.Module):
             text_features = tf.cast(hidden, tf.float32) * tf.cast(real, tf.float32)[
                 :, :, tf.newaxis
             ]
-        return self._predict_features(audio_features, audio_length, text_features, text_length)
+        return self._run(
+            input_checks.RAW_SIGNATURE, audio_features, audio_length, text_features,
+            text_length, audio_present=audio_present, text_present=text_present,
+        )
 
-    def answer(self, outputs, inputs):
-        """The serving outputs from the model's output dict."""
+    def answer(self, outputs, inputs, audio_present=None, text_present=None,
+               signature_key=input_checks.FEATURES_SIGNATURE):
+        """The serving outputs from the model's output dict.
+
+        Args:
+            outputs: the output dict of the model (with the semantic
+                attentions, see `_semantic_attention_outputs`).
+            inputs: the model's input dict.
+            audio_present, text_present: bool `[batch]`, which rows have
+                each modality; `None` means every row.
+            signature_key: the signature being built, for messages.
+
+        Returns:
+            The signature's output dict. Rows with one modality are answered
+            by its unimodal head; the modality rules are asserted, and every
+            output depends on those assertions.
+        """
+        batch = tf.shape(inputs["audio_length"])[0]
+        if audio_present is None:
+            audio_present = tf.ones([batch], tf.bool)
+        if text_present is None:
+            text_present = tf.ones([batch], tf.bool)
+        checks, modality = input_checks.graph_check_modalities(
+            self.rules, signature_key, audio_present, text_present
+        )
         probabilities = tf.cast(outputs["probabilities"], tf.float32)
+        attention = {}
+        for name in ("audio", "text"):
+            key = f"{name}_attention"
+            if key in outputs:
+                attention[name] = tf.cast(outputs[key], tf.float32)
+            else:
+                # A unimodal variant has no attention over the other modality.
+                attention[name] = tf.zeros_like(inputs[f"{name}_features"][:, :, 0])
+        if len(self.rules.modalities) == 2 and self.rules.unimodal_heads:
+            both = tf.logical_and(audio_present, text_present)
+            for name, present in (("audio", audio_present), ("text", text_present)):
+                alone = tf.logical_and(present, tf.logical_not(both))
+                probabilities = tf.where(
+                    alone[:, tf.newaxis],
+                    tf.cast(outputs[f"{name}_probabilities"], tf.float32),
+                    probabilities,
+                )
+                semantic = tf.cast(outputs[f"{name}_semantic_attention"], tf.float32)
+                attention[name] = tf.where(
+                    both[:, tf.newaxis],
+                    attention[name],
+                    tf.where(alone[:, tf.newaxis], semantic, tf.zeros_like(semantic)),
+                )
+        with tf.control_dependencies(checks):
+            probabilities = tf.identity(probabilities)
+            modality = tf.identity(modality)
+            attention = {name: tf.identity(value) for name, value in attention.items()}
         class_id = tf.argmax(probabilities, axis=-1, output_type=tf.int32)
-        answer = {
+        return {
             "probabilities": probabilities,
             "class_id": class_id,
             "class_name": tf.gather(self.class_names, class_id),
+            "modality": modality,
+            "audio_attention": attention["audio"],
+            "text_attention": attention["text"],
         }
-        for modality in ("audio", "text"):
-            key = f"{modality}_attention"
-            if key in outputs:
-                answer[key] = tf.cast(outputs[key], tf.float32)
-            else:
-                # A unimodal variant has no attention over the other modality.
-                answer[key] = tf.zeros_like(inputs[f"{modality}_features"][:, :, 0])
-        return answer
+
+
+def _at_least_one_step(features):
+    """`features` `[batch, time, dim]` zero-padded to at least one time step."""
+    return tf.pad(features, [[0, 0], [0, tf.maximum(1 - tf.shape(features)[1], 0)], [0, 0]])
 
 
 def _check_model_name(model_name):
@@ -405,7 +567,7 @@ def _check_model_name(model_name):
         )
 
 
-def _build_module(model, settings):
+def _build_module(model, settings, min_audio_seconds=DEFAULT_MIN_AUDIO_SECONDS):
     """The serving module with the raw front end of `settings`."""
     audio_layer = LogMelFeatures(
         sample_rate=settings["sample_rate"],
@@ -417,7 +579,7 @@ def _build_module(model, settings):
             f"The log-Mel front end gives {3 * audio_layer.num_mel_bins} values per "
             f"frame but the model expects audio_dim={model.audio_dim}."
         )
-    backbone, separator, tokenizer = None, None, None
+    backbone, separator, tokenizer, vocab_size = None, None, None, None
     if "text" in model.modalities:
         from smcn_tf.features.text import TextEncoder
 
@@ -429,12 +591,18 @@ def _build_module(model, settings):
             )
         backbone, tokenizer = encoder.backbone, encoder.tokenizer
         separator = tokenizer.sep_token_id
+        vocab_size = int(backbone.vocabulary_size)
+    rules = input_rules(
+        model, tokenizer, vocab_size=vocab_size, sample_rate=settings["sample_rate"],
+        min_audio_seconds=min_audio_seconds,
+    )
     module = SMCNServingModule(
         model,
         audio_layer=audio_layer,
         text_backbone=backbone,
         max_tokens=settings["max_tokens"],
         separator_token_id=separator,
+        rules=rules,
     )
     return module, tokenizer
 
@@ -465,15 +633,17 @@ def _write_warmup_requests(path, model_name, module, tokenizer):
         return False
     sample_rate = module.audio_layer.sample_rate
     if tokenizer is not None:
-        token_ids = [[tokenizer.cls_token_id, tokenizer.sep_token_id]]
+        # One word between [CLS] and [SEP]: a request with both modalities.
+        word = tokenizer.unk_token_id if tokenizer.unk_token_id is not None else 0
+        token_ids = [[tokenizer.cls_token_id, word, tokenizer.sep_token_id]]
     else:
-        token_ids = [[0, 0]]
+        token_ids = [[0, 0, 0]]
     requests = {
         "serving_default": {
             "waveform": tf.zeros([1, sample_rate], tf.float32),
             "waveform_length": tf.constant([sample_rate], tf.int32),
             "input_ids": tf.constant(token_ids, tf.int32),
-            "attention_mask": tf.ones([1, 2], tf.int32),
+            "attention_mask": tf.ones([1, 3], tf.int32),
         },
         "features": {
             "audio_features": tf.zeros([1, 4, module.model.audio_dim], tf.float32),
@@ -500,7 +670,10 @@ def _jsonable(value):
     return json.loads(json.dumps(value, default=str))
 
 
-def export_model(model, export_base, model_name="smcn", version=None, feature_settings=None):
+def export_model(
+    model, export_base, model_name="smcn", version=None, feature_settings=None,
+    min_audio_seconds=DEFAULT_MIN_AUDIO_SECONDS,
+):
     """Writes `model` as `<export_base>/<model_name>/<version>/` for TF Serving.
 
     The SavedModel has the raw-input `serving_default` signature and the
@@ -518,6 +691,8 @@ def export_model(model, export_base, model_name="smcn", version=None, feature_se
         feature_settings: the run's `features.json` dict (`pooling`,
             `max_frames`, `max_tokens`, `text_encoder`, ...): the served graph
             rebuilds the features the model was trained on from them.
+        min_audio_seconds: a waveform shorter than this counts as missing
+            audio: the text head answers (default 0.1 s).
 
     Returns:
         The path of the new version directory.
@@ -525,6 +700,10 @@ def export_model(model, export_base, model_name="smcn", version=None, feature_se
     Raises:
         ValueError: no or inconsistent `feature_settings`, a bad name or
             version, or a version that already exists.
+
+    Temporary directories (`.tmp-<version>-<pid>-<host>`) that killed
+    exports left in `<export_base>/<model_name>` are removed first: see
+    `remove_stale_temporaries`.
 
     Example:
 
@@ -541,10 +720,97 @@ def export_model(model, export_base, model_name="smcn", version=None, feature_se
             "compute them as training did. Use export_from_run(<run>/<fold>/model.keras, "
             "...) to read them from the run."
         )
-    return _export(model, export_base, model_name, version, feature_settings, "feature_settings")
+    return _export(
+        model, export_base, model_name, version, feature_settings, "feature_settings",
+        min_audio_seconds,
+    )
 
 
-def _export(model, export_base, model_name, version, feature_settings, source):
+def _host_name():
+    """This machine's name, as it goes into temporary directory names."""
+    return re.sub(r"[^A-Za-z0-9.-]", "_", socket.gethostname()) or "localhost"
+
+
+def _pid_alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # alive, another user's
+    except OverflowError:
+        return False
+    return True
+
+
+def _newest_change(path):
+    newest = os.stat(path).st_mtime
+    for root, directories, files in os.walk(path):
+        for name in directories + files:
+            try:
+                newest = max(newest, os.lstat(os.path.join(root, name)).st_mtime)
+            except OSError:
+                continue
+    return newest
+
+
+def remove_stale_temporaries(model_dir, stale_seconds=STALE_TEMPORARY_SECONDS):
+    """Removes the temporary directories of exports that died before finishing.
+
+    An export writes `.tmp-<version>-<pid>-<host>` and renames it into place;
+    a killed export leaves it behind (up to the size of a whole version). One
+    is removed when its export cannot be running any more:
+
+    - written on this machine (its host, or no host for older names) by a
+      process that no longer exists, or by this process but not by an export
+      running in it now;
+    - written on another machine (a shared volume): when nothing in it has
+      changed for `stale_seconds` (a pid of another machine means nothing
+      here).
+
+    A running export's directory is never removed.
+
+    Args:
+        model_dir: `<export_base>/<model_name>`.
+        stale_seconds: the age after which another machine's directory is stale.
+
+    Returns:
+        The removed paths.
+    """
+    try:
+        names = os.listdir(model_dir)
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+    removed = []
+    host, now = _host_name(), time.time()
+    for name in sorted(names):
+        match = _TEMPORARY.match(name)
+        path = os.path.join(model_dir, name)
+        if not match or not os.path.isdir(path) or os.path.islink(path):
+            continue
+        pid, writer = int(match.group(2)), match.group(3)
+        if writer is None or writer == host:
+            if pid == os.getpid():
+                with _ACTIVE_LOCK:
+                    if os.path.abspath(path) in _ACTIVE_TEMPORARIES:
+                        continue
+            elif _pid_alive(pid):
+                continue
+        else:
+            try:
+                if now - _newest_change(path) < stale_seconds:
+                    continue
+            except OSError:
+                continue
+        shutil.rmtree(path, ignore_errors=True)
+        if not os.path.exists(path):
+            logger.warning("Removed %s, left by an export that did not finish.", path)
+            removed.append(path)
+    return removed
+
+
+def _export(model, export_base, model_name, version, feature_settings, source,
+            min_audio_seconds=DEFAULT_MIN_AUDIO_SECONDS):
     """`export_model`, with `source` naming where the feature settings came from."""
     if not isinstance(model, SMCNModel):
         raise ValueError(
@@ -564,12 +830,15 @@ def _export(model, export_base, model_name, version, feature_settings, source):
             f"{os.path.join(model_dir, str(version))} already exists; versions only grow."
         )
     final = os.path.join(model_dir, str(version))
-    temporary = os.path.join(model_dir, f".tmp-{version}-{os.getpid()}")
+    temporary = os.path.join(model_dir, f".tmp-{version}-{os.getpid()}-{_host_name()}")
     os.makedirs(model_dir, exist_ok=True)
+    remove_stale_temporaries(model_dir)
     if os.path.exists(temporary):
         shutil.rmtree(temporary)
+    with _ACTIVE_LOCK:
+        _ACTIVE_TEMPORARIES.add(os.path.abspath(temporary))
     try:
-        module, tokenizer = _build_module(model, settings)
+        module, tokenizer = _build_module(model, settings, min_audio_seconds)
         tf.saved_model.save(
             module,
             temporary,
@@ -613,6 +882,7 @@ def _export(model, export_base, model_name, version, feature_settings, source):
             "signatures": signature_contract(
                 model.audio_dim, model.text_dim, model.num_classes
             ),
+            "input_checks": module.rules.to_json(),
             "warmup_requests": WARMUP_FILE if warmup else None,
             "tensorflow_version": tf.__version__,
         }
@@ -623,10 +893,16 @@ def _export(model, export_base, model_name, version, feature_settings, source):
     except BaseException:
         shutil.rmtree(temporary, ignore_errors=True)
         raise
+    finally:
+        with _ACTIVE_LOCK:
+            _ACTIVE_TEMPORARIES.discard(os.path.abspath(temporary))
     return final
 
 
-def export_from_run(model_path, export_base, model_name="smcn", version=None):
+def export_from_run(
+    model_path, export_base, model_name="smcn", version=None,
+    min_audio_seconds=DEFAULT_MIN_AUDIO_SECONDS,
+):
     """Exports a `model.keras` of a training run, with the run's feature settings.
 
     The feature settings come from `<run>/features.json`, where the model is
@@ -637,6 +913,7 @@ def export_from_run(model_path, export_base, model_name="smcn", version=None):
         export_base: the base path a server watches.
         model_name: the model's name on the server.
         version: an integer version; by default one more than the newest.
+        min_audio_seconds: shorter audio counts as missing (see `export_model`).
 
     Returns:
         The path of the new version directory.
@@ -666,7 +943,9 @@ def export_from_run(model_path, export_base, model_name="smcn", version=None):
     settings = read_json(settings_path)
     _check_model_name(model_name)
     model = load_model(model_path)
-    return _export(model, export_base, model_name, version, settings, settings_path)
+    return _export(
+        model, export_base, model_name, version, settings, settings_path, min_audio_seconds
+    )
 
 
 def load_tokenizer(export_version_dir):

@@ -7,6 +7,7 @@ imports `smcn_tf`, and check the signatures `saved_model_cli` lists against
 the serving contract.
 """
 
+import json
 import os
 import re
 import subprocess
@@ -232,3 +233,83 @@ def test_saved_model_cli_lists_the_contracted_signatures(full):
     assert shown["features"]["inputs"]["audio_features"] == ("DT_FLOAT", "(-1, -1, 78)")
     assert shown["features"]["outputs"]["class_name"] == ("DT_STRING", "(-1)")
     assert shown["serving_default"]["outputs"]["probabilities"] == ("DT_FLOAT", "(-1, 3)")
+
+
+# Runs requests one by one in a fresh TF1 session, as TF Serving does; records
+# each answer's `modality` or the error TensorFlow raises.
+_REFUSAL_SCRIPT = r"""
+import json
+import sys
+
+import numpy as np
+import tensorflow as tf
+
+export_dir, inputs_path, outputs_path = sys.argv[1:]
+requests = np.load(inputs_path)
+names = sorted({key.split("/")[0] for key in requests.files})
+results = {}
+with tf.compat.v1.Session(graph=tf.Graph()) as session:
+    meta_graph = tf.compat.v1.saved_model.loader.load(session, ["serve"], export_dir)
+    signature = meta_graph.signature_def["serving_default"]
+    for name in names:
+        feed = {
+            info.name: requests[f"{name}/{key}"] for key, info in signature.inputs.items()
+        }
+        try:
+            modality, probabilities = session.run(
+                [signature.outputs["modality"].name, signature.outputs["probabilities"].name],
+                feed,
+            )
+            results[name] = {
+                "modality": [item.decode() for item in modality],
+                "probabilities": probabilities.tolist(),
+            }
+        except tf.errors.InvalidArgumentError as error:
+            results[name] = {"error": error.message}
+with open(outputs_path, "w") as stream:
+    json.dump(results, stream)
+"""
+
+
+def test_tf1_session_loading_refuses_bad_inputs_and_answers_missing_modalities(full, tmp_path):
+    """TF Serving runs none of our Python: the graph's own checks must refuse."""
+    good = raw_request(full["text_encoder"])
+    nan = dict(good, waveform=good["waveform"].copy())
+    nan["waveform"][1, 10] = np.nan
+    bad_id = dict(good, input_ids=good["input_ids"].copy())
+    bad_id["input_ids"][0, 1] = -1
+    no_text = dict(good, attention_mask=np.zeros_like(good["attention_mask"]))
+    no_audio = dict(good, waveform_length=np.array([0, 0], "int32"))
+    neither = dict(no_text, waveform_length=np.array([0, 0], "int32"))
+    requests = {"good": good, "nan": nan, "bad_id": bad_id, "no_text": no_text,
+                "no_audio": no_audio, "neither": neither}
+    np.savez(
+        tmp_path / "requests.npz",
+        **{f"{name}/{key}": value for name, inputs in requests.items()
+           for key, value in inputs.items()},
+    )
+    completed = subprocess.run(
+        [sys.executable, "-c", _REFUSAL_SCRIPT, full["export_dir"],
+         str(tmp_path / "requests.npz"), str(tmp_path / "answers.json")],
+        cwd=tmp_path, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=""),
+        capture_output=True, text=True, timeout=300,
+    )
+    assert completed.returncode == 0, completed.stderr[-4000:]
+    with open(tmp_path / "answers.json", encoding="utf-8") as stream:
+        answers = json.load(stream)
+    assert answers["good"]["modality"] == ["both", "both"]
+    assert "assertion failed: [input waveform: row] [1] [holds NaN or infinite values" in \
+        answers["nan"]["error"]
+    assert "[input input_ids: row] [0] [holds id] [-1] [at position] [1]" in \
+        answers["bad_id"]["error"]
+    assert "[has] [no audio (waveform_length below 1600 samples, 0.1 s) and no text" in \
+        answers["neither"]["error"]
+    expected = full["model"](offline_features(full["settings"], full["text_encoder"]))
+    assert answers["no_text"]["modality"] == ["audio", "audio"]
+    np.testing.assert_allclose(
+        answers["no_text"]["probabilities"], expected["audio_probabilities"], atol=1e-4
+    )
+    assert answers["no_audio"]["modality"] == ["text", "text"]
+    np.testing.assert_allclose(
+        answers["no_audio"]["probabilities"], expected["text_probabilities"], atol=1e-4
+    )

@@ -5,7 +5,10 @@ transcript) into the `serving_default` inputs of an SMCN export (16 kHz
 waveforms and WordPiece ids, padded per batch), sends them over the chosen
 transport, and returns `Prediction`s: the class, the probabilities and the
 attention weights trimmed to the real frames and tokens, with the tokens
-themselves for explanation.
+themselves for explanation, and which input answered (`modality`: "both",
+or "audio" / "text" when the other is missing and the model's unimodal head
+answered). Either input may be missing (`None`, an empty transcript or
+waveform), not both.
 
 The three transports answer the same for the same export:
 
@@ -58,6 +61,9 @@ class Prediction:
         audio_attention: one weight per pooled audio frame (trimmed to the
             clip's real frames when the frame settings are known).
         model_version: the version that answered, when the transport says.
+        modality: which input answered: "both", "audio" (no usable text: the
+            audio head answered) or "text" (no usable audio); `None` from an
+            export made before the `modality` output existed.
     """
 
     class_name: str
@@ -68,6 +74,7 @@ class Prediction:
     text_attention: list = dataclasses.field(default_factory=list)
     audio_attention: list = dataclasses.field(default_factory=list)
     model_version: int = None
+    modality: str = None
 
     @property
     def probability_by_class(self):
@@ -182,6 +189,7 @@ class SMCNClient:
         self.rest_format = rest_format
         self.timeout = timeout
         description = {}
+        self._input_rules = None
         self._loaded = None
         self._channel = None
         if model_dir:
@@ -195,6 +203,9 @@ class SMCNClient:
                 found_version = self.version
             self.model_version = found_version
             description = _read_export_description(self.version_dir)
+            from smcn_tf.serving.input_checks import InputRules
+
+            self._input_rules = InputRules.from_description(description)
             exported_tokenizer = os.path.join(
                 self.version_dir, "assets.extra",
                 (description.get("tokenizer") or {}).get("directory") or "tokenizer",
@@ -270,15 +281,33 @@ class SMCNClient:
 
     # Inputs.
     def _waveform(self, audio, index):
+        if audio is None:
+            return np.zeros([0], np.float32)  # no audio: the text head answers
         if isinstance(audio, (str, os.PathLike)):
             from smcn_tf.features.audio import read_waveform
 
-            return read_waveform(audio, sample_rate=self.sample_rate)
-        array = np.asarray(audio, dtype=np.float32)
-        if array.ndim != 1 or array.size == 0:
+            path = os.fspath(audio)
+            if not os.path.exists(path):
+                raise ValueError(f"audio of item {index}: no such file: {path}")
+            if os.path.isdir(path):
+                raise ValueError(f"audio of item {index}: {path} is a directory, not an audio file.")
+            if not os.access(path, os.R_OK):
+                raise ValueError(f"audio of item {index}: {path} is not readable (permission denied).")
+            try:
+                return read_waveform(path, sample_rate=self.sample_rate)
+            except ValueError as error:
+                raise ValueError(f"audio of item {index}: {error}") from None
+        try:
+            array = np.asarray(audio, dtype=np.float32)
+        except (TypeError, ValueError):
             raise ValueError(
-                f"audio of item {index} must be a file path or a non-empty 1-D float waveform "
-                f"at {self.sample_rate} Hz, got an array of shape {array.shape}."
+                f"audio of item {index} must be a file path, a 1-D float waveform at "
+                f"{self.sample_rate} Hz or None, got {type(audio).__name__}."
+            ) from None
+        if array.ndim != 1:
+            raise ValueError(
+                f"audio of item {index} must be a file path, a 1-D float waveform at "
+                f"{self.sample_rate} Hz or None (no audio), got an array of shape {array.shape}."
             )
         if not np.all(np.isfinite(array)):
             raise ValueError(f"audio of item {index} holds NaN or infinite samples.")
@@ -289,7 +318,9 @@ class SMCNClient:
 
         Args:
             items: a list of `(audio, text)`; audio is a path (read and
-                resampled to the model's rate) or a 1-D float32 waveform.
+                resampled to the model's rate), a 1-D float32 waveform, or
+                `None` for no audio; text is the transcript (`None` or ""
+                for none).
 
         Returns:
             A tuple `(inputs, token_lists)`: the dict of padded numpy inputs
@@ -303,9 +334,16 @@ class SMCNClient:
             if not (isinstance(item, (tuple, list)) and len(item) == 2):
                 raise ValueError(f"Item {index} must be an (audio, text) pair, got {item!r}.")
             audio, text = item
+            if text is None:
+                text = ""  # no transcript: [CLS] [SEP] only, the audio head answers
             if not isinstance(text, str):
                 raise ValueError(
-                    f"text of item {index} must be a string, got {type(text).__name__}."
+                    f"text of item {index} must be a string or None, got {type(text).__name__}."
+                )
+            if (audio is None or (not isinstance(audio, (str, os.PathLike))
+                                  and np.size(audio) == 0)) and not text.strip():
+                raise ValueError(
+                    f"item {index} has neither audio nor text: send at least one of them."
                 )
             waveforms.append(self._waveform(audio, index))
             texts.append(text)
@@ -365,12 +403,21 @@ class SMCNClient:
                 f'Serving signature key "{signature_name}" not found in {self.version_dir} '
                 f"(it has: {', '.join(sorted(signatures))}).",
             )
+        if self._input_rules is not None:
+            # The same checks as `smcn serve`: clean messages before the graph runs.
+            self._input_rules.check(signature_name, inputs)
+        from smcn_tf.serving.input_checks import clean_graph_error
+
         try:
             outputs = signatures[signature_name](
                 **{name: tf.constant(value) for name, value in inputs.items()}
             )
-        except (TypeError, ValueError, tf.errors.InvalidArgumentError) as error:
-            raise ServingError("INVALID_ARGUMENT", str(error))
+        except (TypeError, ValueError) as error:
+            raise ServingError("INVALID_ARGUMENT", f"The model rejected this input: {error}")
+        except tf.errors.OpError as error:
+            code = "INVALID_ARGUMENT" if isinstance(
+                error, tf.errors.InvalidArgumentError) else "INTERNAL"
+            raise ServingError(code, clean_graph_error(error.message or "")) from None
         return {name: value.numpy() for name, value in outputs.items()}, self.model_version
 
     def _predict_grpc(self, inputs, signature_name):
@@ -482,12 +529,14 @@ class SMCNClient:
         """Predicts one clip.
 
         Args:
-            audio: a WAV/FLAC path (resampled to 16 kHz) or a 1-D float32
-                waveform at the model's sample rate.
-            text: the transcript.
+            audio: a WAV/FLAC path (resampled to 16 kHz), a 1-D float32
+                waveform at the model's sample rate, or `None` (no audio:
+                the text head answers).
+            text: the transcript, or `None` / "" (no text: the audio head
+                answers).
 
         Returns:
-            A `Prediction`.
+            A `Prediction`; `prediction.modality` says which input answered.
         """
         return self.predict_batch([(audio, text)])[0]
 
@@ -512,13 +561,19 @@ class SMCNClient:
         for row, ids in enumerate(token_lists):
             name = outputs["class_name"][row]
             name = name.decode("utf-8") if isinstance(name, bytes) else str(name)
+            modality = None
+            if "modality" in outputs:
+                modality = outputs["modality"][row]
+                modality = modality.decode("utf-8") if isinstance(modality, bytes) else str(
+                    modality
+                )
             audio_attention, text_attention = [], []
-            if "audio_attention" in outputs:
+            if "audio_attention" in outputs and modality != "text":
                 frames = self._valid_frames(int(inputs["waveform_length"][row]))
                 if frames is None and len(token_lists) == 1:
                     frames = padded_frames  # a lone clip is not padded
                 audio_attention = [float(v) for v in outputs["audio_attention"][row][:frames]]
-            if "text_attention" in outputs:
+            if "text_attention" in outputs and modality != "audio":
                 text_attention = [float(v) for v in outputs["text_attention"][row][: len(ids)]]
             predictions.append(
                 Prediction(
@@ -530,6 +585,7 @@ class SMCNClient:
                     text_attention=text_attention,
                     audio_attention=audio_attention,
                     model_version=int(version) if version else None,
+                    modality=modality,
                 )
             )
         return predictions

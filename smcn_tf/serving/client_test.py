@@ -137,12 +137,14 @@ def test_bad_arguments_are_value_errors(export, items):
     with pytest.raises(ValueError, match="rest_format"):
         SMCNClient(rest_url="http://localhost:1", rest_format="rows")
     client = SMCNClient(model_dir=export)
-    with pytest.raises(ValueError, match="non-empty 1-D float waveform"):
+    with pytest.raises(ValueError, match="1-D float waveform"):
         client.predict(np.zeros((2, 100), "float32"), "hi")
-    with pytest.raises(ValueError, match="must be a string"):
-        client.predict(items[1][0], None)
-    with pytest.raises(ValueError, match="cannot read audio"):
+    with pytest.raises(ValueError, match="must be a string or None"):
+        client.predict(items[1][0], 7)
+    with pytest.raises(ValueError, match="no such file: /nonexistent.wav"):
         client.predict("/nonexistent.wav", "hi")
+    with pytest.raises(ValueError, match="neither audio nor text"):
+        client.predict(None, "  ")
     with pytest.raises(ValueError, match="No SavedModel"):
         SMCNClient(model_dir=f"{export}/1/assets.extra")
 
@@ -181,3 +183,39 @@ def test_the_real_export_serves_the_same_in_process_and_over_grpc(tmp_path, item
         np.testing.assert_allclose(left.text_attention, right.text_attention, rtol=1e-5,
                                    atol=1e-7)
         assert len(left.audio_attention) == len(right.audio_attention)
+
+
+def test_a_missing_modality_is_answered_and_said_over_every_transport(export, server, items):
+    tokenizer_dir = f"{export}/1/assets.extra/tokenizer"
+    batch = [(None, "I am so happy today!"), (items[1][0], ""), items[1], (items[1][0], None)]
+    results = {}
+    for name, client in _clients(export, server).items():
+        if client.transport != "in-process":
+            client.tokenizer = SMCNClient._load_tokenizer(tokenizer_dir)
+            client.max_tokens, client.pooling, client.max_frames = MAX_TOKENS, 5, 500
+        with client:
+            results[name] = client.predict_batch(batch)
+    for name, predictions in results.items():
+        assert [p.modality for p in predictions] == ["text", "audio", "both", "audio"], name
+        text_only, audio_only = predictions[0], predictions[1]
+        assert text_only.audio_attention == [] and len(text_only.text_attention) == 8
+        assert audio_only.text_attention == [] and len(audio_only.audio_attention) == 20
+        assert audio_only.tokens == ["[CLS]", "[SEP]"]
+        np.testing.assert_allclose(
+            [p.probabilities for p in predictions],
+            [p.probabilities for p in results["in-process"]], rtol=1e-5,
+        )
+    assert results["grpc"][3].to_dict()["modality"] == "audio"
+
+
+def test_bad_values_are_refused_with_the_servers_message(export, server):
+    """The in-process client checks like the server: the input and the row, no graph text."""
+    for client in (SMCNClient(model_dir=export), SMCNClient(grpc_target=server.grpc_target)):
+        inputs, _ = SMCNClient(model_dir=export).make_inputs([(np.zeros(2000, "float32"), "hi")])
+        inputs["input_ids"][0, 1] = -1
+        with pytest.raises(ServingError) as caught:
+            client.predict_raw(inputs)
+        assert caught.value.code == "INVALID_ARGUMENT"
+        assert caught.value.message.startswith("input input_ids: row 0 holds id -1 at position 1")
+        inputs["input_ids"][0, 1] = 5
+        assert client.predict_raw(inputs)[0]["modality"].tolist() == [b"both"]

@@ -11,6 +11,7 @@ they need.
 import argparse
 import json
 import logging
+import os
 import signal
 import sys
 import threading
@@ -30,10 +31,13 @@ Example:
 """
 
 _PREDICT_EPILOG = """\
+Either input may be left out: the model's unimodal head for the other one
+answers (the output says which input answered). Leaving both out is an error.
 Examples:
   smcn predict --audio clip.wav --text "leave me alone" --model-dir export/smcn
   smcn predict --audio clip.wav --text "leave me alone" --grpc localhost:8500
   smcn predict --audio clip.wav --text "leave me alone" --rest http://localhost:8501 --json
+  smcn predict --text "leave me alone" --model-dir export/smcn      # text only
 """
 
 
@@ -104,9 +108,12 @@ def add_parsers(subparsers):
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     predict.add_argument(
-        "--audio", required=True, help="WAV/FLAC file (any rate, mixed to mono, resampled)."
+        "--audio",
+        help="WAV/FLAC file (any rate, mixed to mono, resampled); leave out for text only.",
     )
-    predict.add_argument("--text", required=True, help="The transcript of the clip.")
+    predict.add_argument(
+        "--text", help="The transcript of the clip; leave out (or '') for audio only."
+    )
     where = predict.add_mutually_exclusive_group(required=True)
     where.add_argument(
         "--model-dir", help="An export to load here: a version dir or a model base dir."
@@ -183,12 +190,21 @@ def command_serve(args):
     return 0
 
 
+_MODALITY_LINES = {
+    "both": "Answered from: audio and text",
+    "audio": "Answered from: audio only (no text: the model's audio head answered)",
+    "text": "Answered from: text only (no usable audio: the model's text head answered)",
+}
+
+
 def _format_prediction(prediction, transport, top_tokens):
     lines = []
     version = f" version {prediction.model_version}" if prediction.model_version else ""
     lines.append(f"Model{version} via {transport}")
     best = prediction.probabilities[prediction.class_id]
     lines.append(f"Class: {prediction.class_name} (p = {best:.3f})")
+    if prediction.modality:
+        lines.append(_MODALITY_LINES.get(prediction.modality, f"Answered from: {prediction.modality}"))
     lines.append("Probabilities:")
     pairs = sorted(prediction.probability_by_class.items(), key=lambda pair: -pair[1])
     width = max(len(name) for name, _ in pairs)
@@ -213,6 +229,10 @@ def command_predict(args):
     from smcn_tf.serving.client import SMCNClient
     from smcn_tf.serving.errors import ServingError
 
+    if not args.audio and not (args.text or "").strip():
+        raise ValueError("give --audio, --text or both (the model needs at least one).")
+    if args.audio and not os.path.exists(args.audio):
+        raise ValueError(f"no such file: {args.audio}")
     class_names = None
     if args.class_names:
         class_names = [name.strip() for name in args.class_names.split(",") if name.strip()]
@@ -234,7 +254,7 @@ def command_predict(args):
     }[client.transport]
     try:
         with client:
-            prediction = client.predict(args.audio, args.text)
+            prediction = client.predict(args.audio or None, args.text or "")
     except ServingError as error:
         print(f"smcn predict: error: {error}", file=sys.stderr)
         return 1

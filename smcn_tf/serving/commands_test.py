@@ -72,12 +72,14 @@ def test_serve_runs_until_sigterm_and_answers_predict(export, clip, capsys):
         assert "Version(s): 1" in text, text
         grpc_target = re.search(r"gRPC listening on (\S+)", text).group(1)
         rest_url = re.search(r"REST listening on (\S+)", text).group(1)
+        tokenizer = ["--tokenizer-dir", os.path.join(export, "1", "assets.extra", "tokenizer")]
         for transport in (["--grpc", grpc_target], ["--rest", rest_url, "--rest-format", "inputs"]):
             assert commands.main(["predict", "--audio", clip, "--text", "leave me alone",
-                                  "--class-names", "angry,happy,neutral,sad", *transport]) == 0
+                                  "--class-names", "angry,happy,neutral,sad", *tokenizer,
+                                  *transport]) == 0
             assert "Class: " in capsys.readouterr().out
         assert commands.main(["predict", "--audio", clip, "--text", "hi", "--grpc", grpc_target,
-                              "--model-name", "bert"]) == 1
+                              "--model-name", "bert", *tokenizer]) == 1
         assert "NOT_FOUND" in capsys.readouterr().err
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=30) == 0
@@ -85,3 +87,30 @@ def test_serve_runs_until_sigterm_and_answers_predict(export, clip, capsys):
         if process.poll() is None:
             process.kill()
             process.wait()
+
+
+def test_predict_with_one_modality_says_which_answered(export, clip, capsys):
+    assert commands.main(["predict", "--text", "I am so happy today", "--model-dir", export]) == 0
+    out = capsys.readouterr().out
+    assert "Answered from: text only (no usable audio: the model's text head answered)" in out
+    assert "Most attended audio frame" not in out
+    assert commands.main(["predict", "--audio", clip, "--model-dir", export, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["modality"] == "audio"
+    assert commands.main(["predict", "--audio", clip, "--text", "hi", "--model-dir", export]) == 0
+    assert "Answered from: audio and text" in capsys.readouterr().out
+
+
+def test_predict_errors_are_clear(export, tmp_path, capsys):
+    from smcn_tf import cli
+
+    missing = str(tmp_path / "missing.wav")
+    for main in (commands.main, cli.main):
+        assert main(["predict", "--audio", missing, "--text", "hi", "--model-dir", export]) == 2
+        assert capsys.readouterr().err.strip() == f"smcn predict: error: no such file: {missing}"
+    assert commands.main(["predict", "--model-dir", export]) == 2
+    assert "give --audio, --text or both" in capsys.readouterr().err
+    not_audio = tmp_path / "notes.wav"
+    not_audio.write_text("not a wav file")
+    assert commands.main(["predict", "--audio", str(not_audio), "--model-dir", export]) == 2
+    err = capsys.readouterr().err
+    assert "notes.wav: cannot read audio" in err

@@ -78,12 +78,13 @@ def not_found(message):
 
 
 # The code a client reports for an HTTP error status (the inverse of the table above,
-# with 411 / 413 that only the REST front end sends).
+# with 408 / 411 / 413 that only the REST front end sends).
 _CODE_FOR_HTTP_STATUS = {
     400: "INVALID_ARGUMENT",
     401: "UNAUTHENTICATED",
     403: "PERMISSION_DENIED",
     404: "NOT_FOUND",
+    408: "DEADLINE_EXCEEDED",
     409: "ABORTED",
     411: "INVALID_ARGUMENT",
     413: "RESOURCE_EXHAUSTED",

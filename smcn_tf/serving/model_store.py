@@ -19,9 +19,15 @@ policy:
 
 The core is generic: it knows signatures only through the `SignatureDef`s of
 the SavedModel's meta graph, exactly as TF Serving does, so it serves any
-SavedModel with signatures.
+SavedModel with signatures. An SMCN export also carries
+`assets.extra/smcn.json`; its `input_checks` are applied to every request
+before the graph runs (`input_checks.InputRules.check`), for messages that
+name the input and the row. The graph holds the same checks (TF Serving has
+only those); an error the graph raises anyway is answered with its message,
+without graph internals (`input_checks.clean_graph_error`).
 """
 
+import json
 import logging
 import os
 import re
@@ -35,11 +41,13 @@ from smcn_tf.serving.errors import (
     invalid_argument,
     not_found,
 )
+from smcn_tf.serving.input_checks import InputRules, clean_graph_error
 
 logger = logging.getLogger("smcn_tf.serving")
 
 DEFAULT_SIGNATURE = "serving_default"
 WARMUP_FILE = os.path.join("assets.extra", "tf_serving_warmup_requests")
+DESCRIPTION_FILE = os.path.join("assets.extra", "smcn.json")
 # TF Serving replays at most this many warmup records.
 MAX_WARMUP_RECORDS = 1000
 _VERSION_DIRECTORY = re.compile(r"^\d+$")
@@ -142,6 +150,62 @@ def read_signature_defs(version_dir, tags=("serve",)):
     return dict(chosen.signature_def)
 
 
+def read_input_rules(version_dir):
+    """The `InputRules` of an export's `assets.extra/smcn.json`, or `None`.
+
+    `None` for a SavedModel without one (any other model): only the
+    signature's dtypes and shapes are checked then.
+
+    Raises:
+        ValueError: the file exists but is not JSON.
+    """
+    path = os.path.join(version_dir, DESCRIPTION_FILE)
+    if not os.path.isfile(path):
+        return None
+    try:
+        with open(path, encoding="utf-8") as stream:
+            description = json.load(stream)
+    except (OSError, ValueError) as error:
+        raise ValueError(f"{path}: cannot read the export description: {error}") from error
+    try:
+        return InputRules.from_description(description)
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"{path}: bad `input_checks`: {error}") from error
+
+
+def run_signature(function, specs, tensors):
+    """Calls a signature function; TF errors become `ServingError`s with clean text.
+
+    Args:
+        function: the concrete signature function.
+        specs: input name -> `InputSpec`.
+        tensors: input name -> numpy array.
+
+    Returns:
+        The output dict of tensors.
+    """
+    import tensorflow as tf
+
+    try:
+        return function(
+            **{name: tf.constant(value, dtype=specs[name].dtype) for name, value in tensors.items()}
+        )
+    except tf.errors.OpError as error:
+        code = {
+            "InvalidArgumentError": "INVALID_ARGUMENT",
+            "OutOfRangeError": "OUT_OF_RANGE",
+            "ResourceExhaustedError": "RESOURCE_EXHAUSTED",
+            "FailedPreconditionError": "FAILED_PRECONDITION",
+            "UnimplementedError": "UNIMPLEMENTED",
+        }.get(type(error).__name__, "INTERNAL")
+        message = clean_graph_error(error.message or "")
+        if code == "INVALID_ARGUMENT" and "assertion failed" in (error.message or ""):
+            raise ServingError(code, message) from None
+        raise ServingError(code, f"The model cannot run on this input: {message}") from None
+    except (TypeError, ValueError) as error:
+        raise invalid_argument(f"The model rejected this input: {error}") from None
+
+
 def _directory_fingerprint(path):
     """Changes whenever a file under `path` is added, removed or rewritten."""
     count, newest, total = 0, 0, 0
@@ -201,6 +265,7 @@ class ServableVersion:
         self.version = version
         self.path = path
         self.signature_defs = read_signature_defs(path)
+        self.input_rules = read_input_rules(path)
         self._loaded = tf.saved_model.load(path, tags=["serve"])
         self.functions = dict(self._loaded.signatures)
         self._input_specs = {
@@ -250,13 +315,14 @@ class ServableVersion:
             output name to numpy array, in sorted name order.
 
         Raises:
-            ServingError: the request does not fit the signature.
+            ServingError: the request does not fit the signature, or breaks
+                the export's `input_checks`.
         """
-        import tensorflow as tf
-
         key = self.signature(signature_name)
         specs = self._input_specs[key]
         tensors = validate_inputs(key, specs, inputs)
+        if self.input_rules is not None:
+            self.input_rules.check(key, tensors)
         outputs = self.signature_defs[key].outputs
         wanted = []
         for alias in output_filter:
@@ -268,22 +334,7 @@ class ServableVersion:
             if alias in wanted:
                 raise invalid_argument(f"duplicate output tensor alias: {alias}")
             wanted.append(alias)
-        try:
-            result = self.functions[key](
-                **{name: tf.constant(value, dtype=specs[name].dtype) for name, value in tensors.items()}
-            )
-        except tf.errors.OpError as error:
-            code = type(error).__name__
-            code = {
-                "InvalidArgumentError": "INVALID_ARGUMENT",
-                "OutOfRangeError": "OUT_OF_RANGE",
-                "ResourceExhaustedError": "RESOURCE_EXHAUSTED",
-                "FailedPreconditionError": "FAILED_PRECONDITION",
-                "UnimplementedError": "UNIMPLEMENTED",
-            }.get(code, "INTERNAL")
-            raise ServingError(code, f"The model failed on this input: {error.message}")
-        except (TypeError, ValueError) as error:
-            raise invalid_argument(f"The model rejected this input: {error}")
+        result = run_signature(self.functions[key], specs, tensors)
         names = wanted or sorted(result)
         return key, {name: result[name].numpy() for name in names}
 

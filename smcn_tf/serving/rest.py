@@ -8,8 +8,15 @@ Routes (paths are case-insensitive, as in TF Serving):
 
 Errors answer `{"error": "<message>"}` with TF Serving's HTTP status for the
 error's code (400 for INVALID_ARGUMENT / FAILED_PRECONDITION, 404 for
-NOT_FOUND, ...); a body larger than the server's `max_request_bytes` is
-refused with 413 before it is read.
+NOT_FOUND, ...).
+
+Bodies are read only up to the server's `max_request_bytes`, whatever the
+client says or does: a POST without `Content-Length` (or a chunked one) is
+refused with 411, a malformed or negative one with 400, a larger one with 413,
+each before any of the body is read; a body that ends before its
+`Content-Length` (the client half-closed) is refused with 400. JSON deeper
+than `MAX_JSON_DEPTH` is refused with 400 before it is parsed. Answers are
+strict JSON: no bare `NaN` / `Infinity`.
 """
 
 import http.server
@@ -17,10 +24,16 @@ import json
 import logging
 import re
 import socket
+import time
 import urllib.parse
 
 from smcn_tf.serving.errors import ServingError, invalid_argument, not_found
-from smcn_tf.serving.json_tensors import format_predict_response, parse_predict_body
+from smcn_tf.serving.json_tensors import (
+    MAX_JSON_DEPTH,
+    check_json_depth,
+    format_predict_response,
+    parse_predict_body,
+)
 
 logger = logging.getLogger("smcn_tf.serving")
 
@@ -28,6 +41,10 @@ _PREDICT_PATH = re.compile(
     r"/v1/models/([^/:]+)(?:/versions/(\d+)|/labels/([^/:]+))?:(classify|regress|predict)",
     re.IGNORECASE,
 )
+_CONTENT_LENGTH = re.compile(r"^[0-9]{1,19}$")
+# How long reading one body may take in all (a client trickling bytes).
+BODY_READ_SECONDS = 120.0
+_READ_CHUNK = 1 << 20
 _STATUS_PATH = re.compile(
     r"/v1/models(?:/([^/:]+))?(?:/versions/(\d+)|/labels/([^/:]+))?(/metadata)?",
     re.IGNORECASE,
@@ -60,7 +77,17 @@ class RestHandler(http.server.BaseHTTPRequestHandler):
         except Exception as error:  # a bug must answer 500, not drop the connection
             logger.exception("REST request %s %s failed", self.command, self.path)
             status, body = 500, {"error": f"Internal error: {type(error).__name__}: {error}"}
-        payload = json.dumps(body, separators=(",", ":")).encode("utf-8")
+        try:
+            # Strict JSON: a bare NaN or Infinity would break the client's parser.
+            payload = json.dumps(body, separators=(",", ":"), allow_nan=False)
+        except ValueError:
+            logger.error("REST answer to %s %s holds a non-finite number", self.command, self.path)
+            status, payload = 500, json.dumps(
+                {"error": "Internal error: the answer holds a non-finite number."}
+            )
+        self._send_json(status, payload.encode("utf-8"))
+
+    def _send_json(self, status, payload):
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(payload)))
@@ -70,6 +97,25 @@ class RestHandler(http.server.BaseHTTPRequestHandler):
         self.wfile.write(payload)
         if self._unread_bytes:
             self._discard_unread_body()
+
+    def send_error(self, code, message=None, explain=None):
+        """Errors found while parsing the request line or headers, as JSON."""
+        try:
+            short, _ = self.responses.get(code, ("Error", ""))
+        except (TypeError, ValueError):
+            short = "Error"
+        self.close_connection = True
+        text = message or short
+        if explain:
+            text = f"{text}: {explain}"
+        self.log_error("code %d, message %s", code, text)
+        payload = json.dumps({"error": text}).encode("utf-8")
+        if self.command == "HEAD" or code < 200 or code in (204, 304):
+            payload = b""
+        try:
+            self._send_json(code, payload)
+        except OSError:
+            pass  # the client is gone
 
     _unread_bytes = 0
     # How long a refused body may keep a thread busy being discarded.
@@ -106,21 +152,43 @@ class RestHandler(http.server.BaseHTTPRequestHandler):
             return not_found(f"Not found: {self.command} {self._path()} (the API lives under /v1/).")
         return invalid_argument(f"Malformed request: {self.command} {self._path()}")
 
+    def _refuse_unknown_length(self, limit):
+        """Closes after the answer; whatever body follows is dropped, never read past `limit`."""
+        self.close_connection = True
+        self._unread_bytes = limit
+
     def _read_body(self):
-        length = self.headers.get("Content-Length")
-        if length is None:
-            self.close_connection = True
+        """The request body, read up to the server's limit and never past it.
+
+        Every refusal closes the connection: what follows on it cannot be
+        trusted to start a new request.
+        """
+        limit = self.server.model_server.max_request_bytes
+        if self.headers.get("Transfer-Encoding"):
+            self._refuse_unknown_length(limit)
+            raise ServingError(
+                "INVALID_ARGUMENT",
+                f"Transfer-Encoding {self.headers.get('Transfer-Encoding')!r} is not supported; "
+                "send the body with a Content-Length header.",
+                http_status=411,
+            )
+        values = self.headers.get_all("Content-Length") or []
+        if not values:
+            self._refuse_unknown_length(limit)
             raise ServingError(
                 "INVALID_ARGUMENT",
                 "The request has no Content-Length header (chunked bodies are not supported).",
                 http_status=411,
             )
-        try:
-            length = int(length)
-        except ValueError:
-            self.close_connection = True
-            raise invalid_argument(f"Bad Content-Length header: {length!r}.")
-        limit = self.server.model_server.max_request_bytes
+        text = values[0].strip()
+        if len(set(value.strip() for value in values)) > 1 or not _CONTENT_LENGTH.match(text):
+            self._refuse_unknown_length(limit)
+            shown = ", ".join(repr(value) for value in values)
+            raise invalid_argument(
+                f"Bad Content-Length header: {shown[:80]} (expected one non-negative "
+                "number of bytes)."
+            )
+        length = int(text)
         if length > limit:
             # Not kept: dropped after the answer is sent, then the connection closes.
             self.close_connection = True
@@ -131,7 +199,32 @@ class RestHandler(http.server.BaseHTTPRequestHandler):
                 "(max_request_bytes / --max-request-bytes).",
                 http_status=413,
             )
-        return self.rfile.read(length)
+        chunks, received = [], 0
+        deadline = time.monotonic() + BODY_READ_SECONDS
+        try:
+            while received < length:
+                if time.monotonic() > deadline:
+                    raise TimeoutError
+                chunk = self.rfile.read1(min(length - received, _READ_CHUNK))
+                if not chunk:
+                    break
+                chunks.append(chunk)
+                received += len(chunk)
+        except (TimeoutError, socket.timeout):
+            self.close_connection = True
+            raise ServingError(
+                "DEADLINE_EXCEEDED",
+                f"The request body did not arrive in time: {received} of {length} bytes "
+                f"(Content-Length) after {BODY_READ_SECONDS:.0f} s.",
+                http_status=408,
+            )
+        if received < length:
+            self.close_connection = True
+            raise invalid_argument(
+                f"The request body ended after {received} of its {length} bytes "
+                "(Content-Length); the client closed the connection early."
+            )
+        return b"".join(chunks)
 
     def _get(self):
         match = _STATUS_PATH.fullmatch(self._path())
@@ -170,10 +263,15 @@ class RestHandler(http.server.BaseHTTPRequestHandler):
             )
         if not body:
             raise invalid_argument("JSON Parse error: The document is empty")
+        check_json_depth(body, MAX_JSON_DEPTH)
         try:
             request = json.loads(body)
         except (json.JSONDecodeError, UnicodeDecodeError) as error:
             raise invalid_argument(f"JSON Parse error: {error}")
+        except RecursionError:
+            raise invalid_argument(
+                f"JSON Parse error: the document nests deeper than {MAX_JSON_DEPTH} levels."
+            )
         if not isinstance(request, dict):
             raise invalid_argument(
                 f"JSON Value: {json.dumps(request)[:80]} Is not object: the body must be a "

@@ -176,7 +176,8 @@ def test_grpc_metadata_is_the_saved_model_signature_def_map(stubs, export):
     serving = signature_map.signature_def["serving_default"]
     assert sorted(serving.inputs) == ["attention_mask", "input_ids", "waveform", "waveform_length"]
     assert sorted(serving.outputs) == [
-        "audio_attention", "class_id", "class_name", "probabilities", "text_attention"
+        "audio_attention", "class_id", "class_name", "modality", "probabilities",
+        "text_attention",
     ]
     assert serving.inputs["waveform"].dtype == tf.float32.as_datatype_enum
     assert sorted(signature_map.signature_def["features"].inputs) == [

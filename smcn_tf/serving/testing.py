@@ -5,9 +5,12 @@ exactly the inputs, outputs, dtypes and shapes of a real SMCN export
 (`serving_default` on waveforms and token ids, `features` on precomputed
 features), with cheap stand-in math: frame energies and token values,
 attention as a masked softmax over them, and a linear layer (a variable, so
-the SavedModel has variables) on the attended summaries. It also writes
-`assets.extra/smcn.json` and a small WordPiece tokenizer in
-`assets.extra/tokenizer/`, the way the real export lays them out.
+the SavedModel has variables) on the attended summaries. Like the real
+export it checks its inputs in the graph (`input_checks`) and answers a row
+with one modality from a stand-in unimodal head (the linear layer on that
+modality's summary alone), saying so in `modality`. It also writes
+`assets.extra/smcn.json` (with `input_checks`) and a small WordPiece
+tokenizer in `assets.extra/tokenizer/`, the way the real export lays them out.
 
 It lets the serving code and its tests run without training or exporting a
 real model, and in milliseconds.
@@ -20,6 +23,9 @@ import shutil
 import numpy as np
 import tensorflow as tf
 
+from smcn_tf.serving import input_checks
+from smcn_tf.serving.input_checks import FEATURES_SIGNATURE, RAW_SIGNATURE, InputRules
+
 CLASS_NAMES = ("angry", "happy", "neutral", "sad")
 AUDIO_DIM = 6
 TEXT_DIM = 5
@@ -29,6 +35,8 @@ HOP_SAMPLES = 160  # 10 ms at 16 kHz
 POOLING = 5
 MAX_FRAMES = 500
 MAX_TOKENS = 32
+MIN_AUDIO_SAMPLES = 1600  # 0.1 s
+CLS_ID, SEP_ID = 2, 3
 
 _VOCABULARY = (
     "[PAD] [UNK] [CLS] [SEP] [MASK] i you we he she it they am is are was were be "
@@ -36,6 +44,15 @@ _VOCABULARY = (
     "today now here there me him her us them leave alone hello world what why "
     "really love hate this that the a an and or but to of in on . , ! ? ' ##s ##ed ##ing"
 ).split()
+
+
+def contract_rules():
+    """The `InputRules` of the contract model."""
+    return InputRules(
+        variant="contract", vocab_size=len(_VOCABULARY), cls_token_id=CLS_ID,
+        separator_token_id=SEP_ID, min_audio_samples=MIN_AUDIO_SAMPLES,
+        sample_rate=SAMPLE_RATE,
+    )
 
 
 def _masked_softmax(scores, mask):
@@ -61,8 +78,10 @@ class ContractModule(tf.Module):
         self.kernel = tf.Variable(0.3 * rng.normal(size=(3, num_classes)).astype("float32"))
         self.bias = tf.Variable(rng.normal(size=(num_classes,)).astype("float32"))
         self.class_names = tf.constant(list(class_names))
+        self.rules = contract_rules()
 
-    def _answer(self, audio_scores, audio_mask, token_values, text_mask):
+    def _answer(self, audio_scores, audio_mask, token_values, text_mask, audio_present,
+                text_present, signature):
         audio_attention = _masked_softmax(audio_scores, audio_mask)
         text_attention = _masked_softmax(2.0 * token_values, text_mask)
         summary = tf.stack(
@@ -74,11 +93,31 @@ class ContractModule(tf.Module):
             axis=-1,
         )
         probabilities = tf.nn.softmax(tf.matmul(summary, self.kernel) + self.bias)
+        # Stand-in unimodal heads: the linear layer on one modality's summary.
+        audio_head = tf.nn.softmax(tf.matmul(summary[:, :1], self.kernel[:1]) + self.bias)
+        text_head = tf.nn.softmax(tf.matmul(summary[:, 1:], self.kernel[1:]) + self.bias)
+        audio_only = tf.logical_and(audio_present, tf.logical_not(text_present))
+        text_only = tf.logical_and(text_present, tf.logical_not(audio_present))
+        probabilities = tf.where(audio_only[:, tf.newaxis], audio_head, probabilities)
+        probabilities = tf.where(text_only[:, tf.newaxis], text_head, probabilities)
+        audio_attention = tf.where(
+            audio_present[:, tf.newaxis], audio_attention, tf.zeros_like(audio_attention)
+        )
+        text_attention = tf.where(
+            text_present[:, tf.newaxis], text_attention, tf.zeros_like(text_attention)
+        )
+        checks, modality = input_checks.graph_check_modalities(
+            self.rules, signature, audio_present, text_present
+        )
+        with tf.control_dependencies(checks):
+            probabilities = tf.identity(probabilities)
+            modality = tf.identity(modality)
         class_id = tf.argmax(probabilities, axis=-1, output_type=tf.int32)
         return {
             "probabilities": probabilities,
             "class_id": class_id,
             "class_name": tf.gather(self.class_names, class_id),
+            "modality": modality,
             "audio_attention": audio_attention,
             "text_attention": text_attention,
         }
@@ -92,6 +131,9 @@ class ContractModule(tf.Module):
         ]
     )
     def serving_default(self, waveform, waveform_length, input_ids, attention_mask):
+        waveform, waveform_length, input_ids, attention_mask = input_checks.graph_checks_raw(
+            self.rules, waveform, waveform_length, input_ids, attention_mask
+        )
         # Frames of 400 samples every 160, like the log-Mel front end.
         padding = tf.maximum(WINDOW_SAMPLES - tf.shape(waveform)[1], 0)
         waveform = tf.pad(waveform, [[0, 0], [0, padding]])
@@ -110,7 +152,16 @@ class ContractModule(tf.Module):
         valid_pooled = tf.minimum((valid_frames + POOLING - 1) // POOLING, MAX_FRAMES)
         audio_mask = tf.sequence_mask(valid_pooled, tf.shape(pooled)[1])
         token_values = tf.sin(0.37 * tf.cast(input_ids, tf.float32))
-        return self._answer(pooled, audio_mask, token_values, attention_mask > 0)
+        real = tf.logical_and(
+            attention_mask > 0,
+            input_checks.graph_checked_positions(input_ids, attention_mask, SEP_ID),
+        )
+        words = tf.logical_and(real, tf.logical_and(input_ids != CLS_ID, input_ids != SEP_ID))
+        return self._answer(
+            pooled, audio_mask, token_values, real,
+            audio_present=waveform_length >= MIN_AUDIO_SAMPLES,
+            text_present=tf.reduce_any(words, axis=1), signature=RAW_SIGNATURE,
+        )
 
     @tf.function(
         input_signature=[
@@ -121,6 +172,11 @@ class ContractModule(tf.Module):
         ]
     )
     def features(self, audio_features, audio_length, text_features, text_length):
+        audio_features, audio_length, text_features, text_length = (
+            input_checks.graph_checks_features(
+                audio_features, audio_length, text_features, text_length
+            )
+        )
         audio_mask = tf.sequence_mask(audio_length, tf.shape(audio_features)[1])
         text_mask = tf.sequence_mask(text_length, tf.shape(text_features)[1])
         return self._answer(
@@ -128,6 +184,9 @@ class ContractModule(tf.Module):
             audio_mask,
             tf.reduce_mean(text_features, axis=-1),
             text_mask,
+            audio_present=audio_length > 0,
+            text_present=text_length > 0,
+            signature=FEATURES_SIGNATURE,
         )
 
 
@@ -145,7 +204,8 @@ def write_tokenizer(directory):
 
 
 def write_contract_model(
-    model_base_path, version=1, class_names=CLASS_NAMES, seed=None, warmup=False
+    model_base_path, version=1, class_names=CLASS_NAMES, seed=None, warmup=False,
+    with_input_checks=True,
 ):
     """Exports a `ContractModule` as `<model_base_path>/<version>/`.
 
@@ -158,6 +218,9 @@ def write_contract_model(
         class_names: the class names.
         seed: seeds the weights; default `version`, so versions differ.
         warmup: also write `assets.extra/tf_serving_warmup_requests`.
+        with_input_checks: record the `input_checks` in `smcn.json` (the
+            local server then checks requests before the graph does); False
+            leaves the checks to the graph alone.
 
     Returns:
         The version directory.
@@ -197,7 +260,11 @@ def write_contract_model(
                 "class_names": list(class_names),
                 "feature_settings": settings,
                 "audio": {k: settings[k] for k in ("sample_rate", "pooling", "max_frames")},
-                "tokenizer": {"directory": "tokenizer", "max_tokens": MAX_TOKENS},
+                "tokenizer": {
+                    "directory": "tokenizer", "max_tokens": MAX_TOKENS,
+                    "separator_token_id": SEP_ID,
+                },
+                **({"input_checks": module.rules.to_json()} if with_input_checks else {}),
             },
             stream,
             indent=2,
