@@ -133,7 +133,7 @@ def command_evaluate(args):
         test_groups = read_json(results_path)["test_groups"]
         if not test_groups:  # the final model trained on everything
             continue
-        model = load_model(os.path.join(fold_dir, "model.keras"))
+        model = load_model(os.path.join(fold_dir, "model.keras"), compile=False)
         dataset = pipeline.make_dataset(
             args.data, groups=test_groups, batch_size=args.batch_size, include_metadata=True
         )

@@ -942,7 +942,7 @@ def export_from_run(
         )
     settings = read_json(settings_path)
     _check_model_name(model_name)
-    model = load_model(model_path)
+    model = load_model(model_path, compile=False)
     return _export(
         model, export_base, model_name, version, settings, settings_path, min_audio_seconds
     )

@@ -469,7 +469,7 @@ def model_inputs(variant):
     return names
 
 
-def load_model(path):
+def load_model(path, compile=True):
     """Load a `.keras` model written by `smcn train`.
 
     The file also records the compiled metrics, so their module is imported
@@ -477,6 +477,10 @@ def load_model(path):
 
     Args:
         path: a `model.keras` file.
+        compile: restore the optimizer and metrics too. Inference (evaluate,
+            export) passes False: a model trained under mixed precision
+            saved a loss-scaling optimizer, which a float32 reload would only
+            warn about and skip.
 
     Returns:
         The `SMCNModel`.
@@ -487,7 +491,7 @@ def load_model(path):
 
     if not os.path.isfile(path):
         raise ValueError(f"No saved model at {path}.")
-    return keras.saving.load_model(path)
+    return keras.saving.load_model(path, compile=compile)
 
 
 def _branch_weights(model, modality):
