@@ -29,6 +29,11 @@ import numpy as np
 import soundfile
 import tensorflow as tf
 
+# The shortest clip worth a training example or a prediction (0.1 s): below it
+# the 25 ms windows give a handful of frames at most. `smcn prepare` skips
+# shorter clips (`features.min_seconds`); `too_short_reason` says why.
+from smcn_tf.features import MIN_SECONDS_DEFAULT
+
 # HTK mel scale; 1127 * ln(1 + f / 700) == 2595 * log10(1 + f / 700).
 _MEL_BREAK_FREQUENCY_HERTZ = 700.0
 _MEL_HIGH_FREQUENCY_Q = 1127.0
@@ -37,12 +42,6 @@ _MEL_HIGH_FREQUENCY_Q = 1127.0
 _RESAMPLE_ZERO_CROSSINGS = 32
 _RESAMPLE_ROLLOFF = 0.945
 _RESAMPLE_KAISER_BETA = 8.6
-
-# The shortest clip worth a training example or a prediction, in seconds:
-# below it the 25 ms analysis windows give a handful of frames at most (a
-# 1-sample file becomes a single padded frame). `smcn prepare` skips shorter
-# clips (`features.min_seconds`); `too_short_reason` says why a clip is short.
-MIN_SECONDS_DEFAULT = 0.1
 
 
 def too_short_reason(num_samples, sample_rate, min_seconds=MIN_SECONDS_DEFAULT):

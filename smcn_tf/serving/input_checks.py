@@ -41,6 +41,7 @@ import re
 
 import numpy as np
 
+from smcn_tf.features import MIN_SECONDS_DEFAULT
 from smcn_tf.serving.errors import invalid_argument
 
 RAW_SIGNATURE = "serving_default"
@@ -50,7 +51,7 @@ FEATURE_INPUTS = ("audio_features", "audio_length", "text_features", "text_lengt
 MODALITIES = ("audio", "text")
 BOTH = "both"
 # Audio shorter than this is treated as missing: too short to carry emotion.
-DEFAULT_MIN_AUDIO_SECONDS = 0.1
+DEFAULT_MIN_AUDIO_SECONDS = MIN_SECONDS_DEFAULT
 
 
 class InputRules:
