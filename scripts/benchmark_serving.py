@@ -29,9 +29,7 @@ import http.client
 import json
 import os
 import platform
-import re
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -131,23 +129,9 @@ def make_inputs(signature_def, batch_size, samples, tokens, seed=0):
 
 def start_server(base_path):
     """`smcn serve` in a child process; returns (process, grpc_target, rest_host, rest_port)."""
-    environment = dict(os.environ, PYTHONPATH=REPOSITORY)
-    process = subprocess.Popen(
-        [sys.executable, "-m", "smcn_tf.serving.commands", "serve", "--model-base-path",
-         base_path, "--port", "0", "--rest-port", "0", "--poll-seconds", "0"],
-        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=environment,
-    )
-    text = ""
-    for line in process.stdout:
-        text += line
-        if line.startswith("REST listening"):
-            break
-    grpc_match = re.search(r"gRPC listening on (\S+)", text)
-    rest_match = re.search(r"REST listening on http://(\S+):(\d+)", text)
-    if not (grpc_match and rest_match):
-        process.kill()
-        raise SystemExit(f"smcn serve did not start:\n{text}")
-    return process, grpc_match.group(1), rest_match.group(1), int(rest_match.group(2))
+    from smcn_tf.serving.testing import start_serve_process
+
+    return start_serve_process(base_path)
 
 
 class InProcess:

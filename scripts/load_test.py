@@ -32,7 +32,6 @@ import collections
 import http.client
 import json
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -143,24 +142,11 @@ class ChildServer:
     """`smcn serve` in a child process on free loopback ports."""
 
     def __init__(self, base):
-        environment = dict(os.environ, PYTHONPATH=REPOSITORY)
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "smcn_tf.serving.commands", "serve", "--model-base-path",
-             base, "--host", HOST, "--port", "0", "--rest-port", "0", "--poll-seconds", "0.5"],
-            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=environment,
+        from smcn_tf.serving.testing import start_serve_process
+
+        self.process, self.grpc_target, _, self.rest_port = start_serve_process(
+            base, host=HOST, poll_seconds=0.5
         )
-        text = ""
-        for line in self.process.stdout:
-            text += line
-            if line.startswith("REST listening"):
-                break
-        grpc_match = re.search(r"gRPC listening on (\S+)", text)
-        rest_match = re.search(r"REST listening on http://(\S+):(\d+)", text)
-        if not (grpc_match and rest_match):
-            self.stop()
-            raise SystemExit(f"smcn serve did not start:\n{text}")
-        self.grpc_target = grpc_match.group(1)
-        self.rest_port = int(rest_match.group(2))
         self.pid = self.process.pid
         # Drain stdout so the child never blocks on a full pipe.
         threading.Thread(target=self.process.stdout.read, daemon=True).start()
