@@ -141,7 +141,7 @@ class SMCNModel(keras.Model):
             with False so a served graph never carries cuDNN-only ops.
         recurrent_core: `"fused"` (default) computes both BiGRUs of a
             modality in one `FusedBidirectionalGRU` (one input projection,
-            one time loop, a hand-written gradient); `"keras"` uses one
+            one time loop per direction, a hand-written gradient); `"keras"` uses one
             `Bidirectional(GRU)` layer per branch, the layout of models saved
             before the fused core existed (they load with it). The two give
             the same outputs from the same weights.
@@ -217,7 +217,7 @@ class SMCNModel(keras.Model):
 
             branches = ("intra", "calibration") if spec.calibration else ("intra",)
             if recurrent_core == "fused":
-                # Both BiGRUs read the same input: one projection, one loop.
+                # Both BiGRUs read the same input: one projection, one loop a direction.
                 hidden_by_branch = FusedBidirectionalGRU(
                     hidden_units,
                     branches=branches,

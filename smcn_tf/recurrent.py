@@ -8,7 +8,9 @@ holds all of them and computes them in one pass:
   whole sequence, before the time loop (Keras's GRU does one per step);
 - the backward directions run on the sequence reversed within each item's
   length, so every direction and branch steps forward together;
-- one time loop updates all of them with one batched matmul per step.
+- one time loop per direction steps both branches together (the two loops
+  are independent, so TensorFlow runs them side by side on two cores), and
+  the backward pass is written by hand (`gru_recurrence`).
 
 The arithmetic is that of `keras.layers.GRU(reset_after=True)` (the default)
 and the weights have its layout, so the outputs match
@@ -35,7 +37,7 @@ def gru_recurrence(
     TensorFlow's automatic gradient of a while loop runs every op's gradient
     inside the loop, step by step. Here everything that does not depend on
     the gradient carried back through time is computed for all steps at
-    once, so the backward loop is a few small ops and one matmul a step, and
+    once, so the backward loop is a few small ops and one matmul per GRU a step, and
     the recurrent kernel's gradient is one matmul over all steps.
 
     Args:
@@ -57,15 +59,24 @@ def gru_recurrence(
     )
 
 
+def _per_gru_matmul(tensor, kernels):
+    # [K, B, n] x K kernels: K small matmuls (oneDNN runs these well; a batched
+    # matmul of this size was three times slower on a CPU).
+    return tf.stack(
+        [tf.matmul(part, kernel) for part, kernel in zip(tf.unstack(tensor), kernels)]
+    )
+
+
 @tf.custom_gradient
 def _gru_loop(gate_inputs, candidate_inputs, step_mask, kernel, candidate_bias):
     units = kernel.shape[-2]
+    kernels = tf.unstack(kernel)
 
     def step(carry, inputs):
         state = carry[0]
         gate_input, candidate_input, valid = inputs
         recurrent_gates, recurrent_candidate = tf.split(
-            tf.matmul(state, kernel), [2 * units, units], axis=-1
+            _per_gru_matmul(state, kernels), [2 * units, units], axis=-1
         )
         gates = tf.sigmoid(gate_input + recurrent_gates)
         update, reset = tf.split(gates, 2, axis=-1)
@@ -100,7 +111,7 @@ def _gru_loop(gate_inputs, candidate_inputs, step_mask, kernel, candidate_bias):
             axis=-2,
         )
         carried = 1 - valid + valid * update  # the direct path state -> state
-        kernel_transposed = tf.transpose(kernel, [0, 2, 1])
+        kernels_transposed = tf.unstack(tf.transpose(kernel, [0, 2, 1]))
         gate_shape = tf.shape(factors)[1:-2]
 
         def back(state_gradient, inputs):
@@ -110,7 +121,9 @@ def _gru_loop(gate_inputs, candidate_inputs, step_mask, kernel, candidate_bias):
                 total[..., tf.newaxis, :] * step_factors,
                 tf.concat([gate_shape, [3 * units]], axis=0),
             )
-            return total * step_carried + tf.matmul(recurrent_gradient, kernel_transposed)
+            return total * step_carried + _per_gru_matmul(
+                recurrent_gradient, kernels_transposed
+            )
 
         # What each step passes back to the state before it.
         passed_back = tf.scan(
@@ -326,10 +339,9 @@ class FusedBidirectionalGRU(keras.layers.Layer):
         )
 
     def _fused_directions(self, inputs, mask, lengths):
-        """All GRUs in one time loop; returns one `[B, T, 2U]` per branch."""
+        """All GRUs, one time loop per direction; returns one `[B, T, 2U]` per branch."""
         units = self.units
         branches = len(self.branches)
-        grus = 2 * branches
         shape = tf.shape(inputs)
         batch, steps = shape[0], shape[1]
         # The backward directions read a copy reversed within each item's
@@ -347,7 +359,7 @@ class FusedBidirectionalGRU(keras.layers.Layer):
 
         def project(columns, biases):
             # One batched matmul projects the whole sequence for every GRU:
-            # [2, B*T, D] x [2, D, N*n] -> [T, K, B, n], K direction-major.
+            # [2, B*T, D] x [2, D, N*n] -> per direction [T, N, B, n].
             kernel = tf.stack(
                 [tf.concat([k[:, columns] for k, _, _ in row], 1) for row in cells]
             )
@@ -357,31 +369,33 @@ class FusedBidirectionalGRU(keras.layers.Layer):
             projected = tf.matmul(sequences, kernel) + bias[:, tf.newaxis]
             width = kernel.shape[-1] // branches
             projected = tf.reshape(projected, [2, batch, steps, branches, width])
-            projected = tf.transpose(projected, [2, 0, 3, 1, 4])
-            return tf.reshape(projected, [steps, grus, batch, width])
+            return tf.unstack(tf.transpose(projected, [0, 2, 3, 1, 4]))
 
         # Gates and candidate apart, so that no big tensor is sliced later;
         # the recurrent bias of z and r adds to the input projection.
         gates = slice(0, 2 * units)
         candidate = slice(2 * units, 3 * units)
-        states = gru_recurrence(
-            project(gates, lambda b: b[0, gates] + b[1, gates]),
-            project(candidate, lambda b: b[0, candidate]),
-            tf.transpose(mask)[:, tf.newaxis, :, tf.newaxis],
-            tf.stack([r for row in cells for _, r, _ in row]),
-            tf.stack([b[1:, candidate] for row in cells for _, _, b in row]),
-        )  # [T, K, B, U]
-        states = tf.reshape(states, [steps, 2, branches * batch * units])
-        states = tf.transpose(states, [1, 0, 2])  # [2, T, N*B*U]
-        forward_states, backward_states = tf.unstack(
-            tf.reshape(states, [2, steps, branches, batch, units])
-        )
-        forward_states = tf.transpose(forward_states, [2, 0, 1, 3])  # [B,T,N,U]
-        backward_states = reverse_within_lengths(
-            tf.transpose(backward_states, [2, 0, 1, 3]), reversal
-        )
+        gate_inputs = project(gates, lambda b: b[0, gates] + b[1, gates])
+        candidate_inputs = project(candidate, lambda b: b[0, candidate])
+        step_mask = tf.transpose(mask)[:, tf.newaxis, :, tf.newaxis]
+        # One loop per direction (each runs its branches together): two
+        # independent loops, which TensorFlow runs side by side on two cores.
+        forward_states, backward_states = [
+            tf.transpose(
+                gru_recurrence(
+                    gate_inputs[index],
+                    candidate_inputs[index],
+                    step_mask,
+                    tf.stack([r for _, r, _ in cells[index]]),
+                    tf.stack([b[1:, candidate] for _, _, b in cells[index]]),
+                ),
+                [2, 0, 1, 3],
+            )  # [T, N, B, U] -> [B, T, N, U]
+            for index in range(2)
+        ]
+        backward_states = reverse_within_lengths(backward_states, reversal)
         # Bidirectional(GRU) outputs 0 on padding in both directions.
-        valid = tf.cast(mask, states.dtype)[:, :, tf.newaxis, tf.newaxis]
+        valid = tf.cast(mask, forward_states.dtype)[:, :, tf.newaxis, tf.newaxis]
         states = tf.stack([forward_states, backward_states], axis=3) * valid[..., tf.newaxis]
         states = tf.transpose(states, [2, 0, 1, 3, 4])  # [N, B, T, 2, U]
         return tf.unstack(tf.reshape(states, [branches, batch, steps, 2 * units]))
