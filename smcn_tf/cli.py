@@ -5,11 +5,16 @@ see `configs/`) and `--set section.key=value` overrides.
 """
 
 import argparse
+import logging
 import os
 import sys
 
 # TensorFlow's C++ start-up chatter hides the results; keep errors only.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# transformers' "PyTorch was not found" advice: we use its tokenizers only.
+os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
+# TensorFlow's Python warnings (e.g. about retracing per test fold) likewise.
+logging.getLogger("tensorflow").setLevel(logging.ERROR)
 
 
 def _add_config_arguments(parser):
