@@ -12,6 +12,28 @@ TEXT_DIM = 4
 GROUPS = ["Session1", "Session2", "Session3"]
 
 
+def _write_manifest(out_dir, corpus, shards, counts):
+    """A manifest as `smcn prepare` writes it, for the shards of a fixture."""
+    records.write_manifest(
+        out_dir,
+        {
+            "format_version": 1,
+            "corpus": corpus,
+            "class_names": CLASS_NAMES,
+            "audio_dim": AUDIO_DIM,
+            "text_dim": TEXT_DIM,
+            "text_encoder": "fake",
+            "pooling": 5,
+            "max_frames": 500,
+            "max_tokens": 150,
+            "shards": shards,
+            "num_examples": sum(shard["count"] for shard in shards),
+            "groups": GROUPS,
+            "counts": counts,
+        },
+    )
+
+
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory):
     """Three shards of 7 random examples each, lengths varied, groups mixed."""
@@ -46,24 +68,7 @@ def corpus(tmp_path_factory):
         if shard != 1:
             entry["groups"] = shard_groups
         shards.append(entry)
-    records.write_manifest(
-        out_dir,
-        {
-            "format_version": 1,
-            "corpus": "demo",
-            "class_names": CLASS_NAMES,
-            "audio_dim": AUDIO_DIM,
-            "text_dim": TEXT_DIM,
-            "text_encoder": "fake",
-            "pooling": 5,
-            "max_frames": 500,
-            "max_tokens": 150,
-            "shards": shards,
-            "num_examples": 21,
-            "groups": GROUPS,
-            "counts": counts,
-        },
-    )
+    _write_manifest(out_dir, "demo", shards, counts)
     return out_dir, examples
 
 
@@ -235,24 +240,7 @@ def long_corpus(tmp_path_factory):
         name = records.shard_name(shard, num_shards)
         records.write_shard(out_dir / name, serialized)
         shards.append({"file": name, "count": per_shard, "groups": shard_groups})
-    records.write_manifest(
-        out_dir,
-        {
-            "format_version": 1,
-            "corpus": "demo-long",
-            "class_names": CLASS_NAMES,
-            "audio_dim": AUDIO_DIM,
-            "text_dim": TEXT_DIM,
-            "text_encoder": "fake",
-            "pooling": 5,
-            "max_frames": 500,
-            "max_tokens": 150,
-            "shards": shards,
-            "num_examples": LONG_CORPUS_SIZE,
-            "groups": GROUPS,
-            "counts": counts,
-        },
-    )
+    _write_manifest(out_dir, "demo-long", shards, counts)
     return out_dir
 
 

@@ -44,7 +44,8 @@ def _clients(export, server):
     }
 
 
-def test_every_transport_gives_the_same_predictions(export, server, items):
+def _predict_everywhere(export, server, batch):
+    """`predict_batch(batch)` in-process, over gRPC and over REST, by transport."""
     tokenizer_dir = f"{export}/1/assets.extra/tokenizer"
     results = {}
     for name, client in _clients(export, server).items():
@@ -53,7 +54,12 @@ def test_every_transport_gives_the_same_predictions(export, server, items):
             client.tokenizer = SMCNClient._load_tokenizer(tokenizer_dir)
             client.max_tokens, client.pooling, client.max_frames = MAX_TOKENS, 5, 500
         with client:
-            results[name] = client.predict_batch(items)
+            results[name] = client.predict_batch(batch)
+    return results
+
+
+def test_every_transport_gives_the_same_predictions(export, server, items):
+    results = _predict_everywhere(export, server, items)
     reference = results.pop("in-process")
     assert [p.model_version for p in reference] == [1, 1, 1]
     for name, predictions in results.items():
@@ -186,15 +192,8 @@ def test_the_real_export_serves_the_same_in_process_and_over_grpc(tmp_path, item
 
 
 def test_a_missing_modality_is_answered_and_said_over_every_transport(export, server, items):
-    tokenizer_dir = f"{export}/1/assets.extra/tokenizer"
     batch = [(None, "I am so happy today!"), (items[1][0], ""), items[1], (items[1][0], None)]
-    results = {}
-    for name, client in _clients(export, server).items():
-        if client.transport != "in-process":
-            client.tokenizer = SMCNClient._load_tokenizer(tokenizer_dir)
-            client.max_tokens, client.pooling, client.max_frames = MAX_TOKENS, 5, 500
-        with client:
-            results[name] = client.predict_batch(batch)
+    results = _predict_everywhere(export, server, batch)
     for name, predictions in results.items():
         assert [p.modality for p in predictions] == ["text", "audio", "both", "audio"], name
         text_only, audio_only = predictions[0], predictions[1]
