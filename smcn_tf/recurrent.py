@@ -60,8 +60,8 @@ def gru_recurrence(
 
 
 def _per_gru_matmul(tensor, kernels):
-    # [K, B, n] x K kernels: K small matmuls (oneDNN runs these well; a batched
-    # matmul of this size was three times slower on a CPU).
+    # [K, B, n] x K kernels: K small matmuls. oneDNN runs these faster than one
+    # batched matmul of this size (15-20 % on the whole step, on a CPU).
     return tf.stack(
         [tf.matmul(part, kernel) for part, kernel in zip(tf.unstack(tensor), kernels)]
     )
