@@ -83,7 +83,7 @@ import keras
 import tensorflow as tf
 
 from smcn_tf.features.audio import LogMelFeatures
-from smcn_tf.model import VARIANTS, SMCNModel, load_model
+from smcn_tf.model import VARIANTS, SMCNModel, dtype_policy, load_model
 from smcn_tf.serving import input_checks
 from smcn_tf.serving.input_checks import DEFAULT_MIN_AUDIO_SECONDS, InputRules
 
@@ -200,12 +200,8 @@ def serving_copy(model):
     """
     config = dict(model.get_config())
     config["use_cudnn"] = False
-    previous = keras.config.dtype_policy()
-    keras.config.set_dtype_policy("float32")
-    try:
+    with dtype_policy("float32"):
         copy = SMCNModel.from_config(config)
-    finally:
-        keras.config.set_dtype_policy(previous)
     copy.set_weights(model.get_weights())
     return copy
 

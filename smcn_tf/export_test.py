@@ -416,13 +416,12 @@ def test_export_from_run_reads_the_runs_feature_settings(tmp_path):
 @pytest.mark.parametrize("policy", ["mixed_float16", "mixed_bfloat16"])
 def test_a_mixed_precision_model_trains_and_exports_in_float32(policy, tmp_path):
     from smcn_tf.export import serving_copy
+    from smcn_tf.model import dtype_policy
 
     rng = np.random.default_rng(2)
     inputs = random_features(78, 384)
     labels = rng.integers(0, len(CLASS_NAMES), 3)
-    previous = keras.config.dtype_policy()
-    keras.config.set_dtype_policy(policy)
-    try:
+    with dtype_policy(policy):
         keras.utils.set_random_seed(5)
         model = build_smcn("audio", class_names=CLASS_NAMES, **TINY)
         model.compile(optimizer=keras.optimizers.Adam(1e-2))
@@ -430,8 +429,6 @@ def test_a_mixed_precision_model_trains_and_exports_in_float32(policy, tmp_path)
             tf.data.Dataset.from_tensors((inputs, labels)).repeat(3), verbose=0
         )
         in_process = model(inputs)
-    finally:
-        keras.config.set_dtype_policy(previous)
     assert np.all(np.isfinite(history.history["loss"]))
     # The GRUs ran in reduced precision; the softmax and the loss in float32.
     assert model.get_layer("audio_gru").compute_dtype == policy.split("_")[1]

@@ -26,6 +26,7 @@ heads) and every loss term stay in float32; the variables are float32, so
 `smcn_tf.export.serving_copy` rebuilds the same model in float32 for serving.
 """
 
+import contextlib
 import dataclasses
 
 import keras
@@ -438,6 +439,26 @@ class SMCNModel(keras.Model):
         # Bidirectional(GRU) layer per branch, so rebuild that layout.
         config.setdefault("recurrent_core", "keras")
         return cls(**config)
+
+
+@contextlib.contextmanager
+def dtype_policy(name):
+    """Set Keras' global dtype policy to `name` for a block, then restore it.
+
+    Layers take the global policy when they are created, so a model built
+    inside the block computes in that policy.
+
+    Args:
+        name: `"none"` (leave the policy as it is), `"float32"`,
+            `"mixed_float16"` or `"mixed_bfloat16"`.
+    """
+    previous = keras.config.dtype_policy()
+    if name != "none":
+        keras.config.set_dtype_policy(name)
+    try:
+        yield
+    finally:
+        keras.config.set_dtype_policy(previous)
 
 
 def build_smcn(variant="smcn", **kwargs):

@@ -26,7 +26,6 @@ the training data, and only the chief writes (TensorBoard, checkpoints,
 backups, models, results, summary).
 """
 
-import contextlib
 import hashlib
 import json
 import math
@@ -40,7 +39,7 @@ import yaml
 from smcn_tf import distribute, evaluate, metrics, resume
 from smcn_tf.data import pipeline, records
 from smcn_tf.io_utils import read_json, write_json_atomic
-from smcn_tf.model import build_smcn
+from smcn_tf.model import build_smcn, dtype_policy
 
 
 def build_model(config, manifest, use_cudnn="auto"):
@@ -140,23 +139,6 @@ def _config_fingerprint(config, train_groups):
     relevant["train_groups"] = sorted(train_groups)
     text = json.dumps(relevant, sort_keys=True)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
-
-
-@contextlib.contextmanager
-def dtype_policy(name):
-    """Set Keras' global dtype policy to `name` for a block, then restore it.
-
-    Args:
-        name: `"none"` (leave the policy as it is), `"mixed_float16"` or
-            `"mixed_bfloat16"`.
-    """
-    previous = keras.config.dtype_policy()
-    if name != "none":
-        keras.config.set_dtype_policy(name)
-    try:
-        yield
-    finally:
-        keras.config.set_dtype_policy(previous)
 
 
 def _build_for_fit(model, element_spec, strategy):
