@@ -27,6 +27,10 @@ setuptools.setup(
         "tensorflow-serving-api>=2.21,<2.22",
         "grpcio>=1.60,<2",
         "av>=12,<20",
+        # The TensorBoard figures (confusion matrices, attention).
+        "matplotlib>=3.8,<4",
+        # The real-speech benchmark's reference classifier.
+        "scikit-learn>=1.4,<2",
     ],
     extras_require={
         "dev": ["pytest>=8,<10"],

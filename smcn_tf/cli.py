@@ -56,14 +56,106 @@ def command_demo_data(args):
     return 0
 
 
+def _configured_corpus(args):
+    """The corpus the config names itself, and where: `(name, source)`.
+
+    `features.corpus` from the last `--set features.corpus=...`, else from the
+    `--config` file; `(None, None)` when neither sets it. The built-in default
+    ("iemocap") does not count, so `smcn prepare demo` without a config keeps
+    working.
+    """
+    import yaml
+
+    for override in reversed(args.overrides):
+        path, _, value = override.partition("=")
+        if path.strip() == "features.corpus":
+            return yaml.safe_load(value), "--set features.corpus"
+    if args.config:
+        # `_load_config` has read and validated the file already.
+        with open(args.config, encoding="utf-8") as handle:
+            values = yaml.safe_load(handle) or {}
+        features = values.get("features") if isinstance(values, dict) else None
+        if isinstance(features, dict) and features.get("corpus") is not None:
+            return features["corpus"], f"features.corpus in {args.config}"
+    return None, None
+
+
+def _resolve_corpus(args):
+    """The corpus to prepare, and its adapter.
+
+    The positional CORPUS and the config's `features.corpus` must agree when
+    both are given (the config's other settings, e.g. pooling, are meant for
+    its corpus); either alone is enough.
+
+    Raises:
+        ValueError: neither is given, they differ, or the name is unknown
+            (the message lists the known ones).
+    """
+    from smcn_tf.data import registry
+
+    configured, source = _configured_corpus(args)
+    if args.corpus is None and configured is None:
+        raise ValueError(
+            f"name the corpus ({', '.join(registry.corpus_names())}) or give a --config "
+            "whose features.corpus names it."
+        )
+    if args.corpus is not None and configured is not None and args.corpus != configured:
+        raise ValueError(
+            f"the command line names corpus {args.corpus!r} but {source} is "
+            f"{configured!r}; drop one of them, or add --set features.corpus={args.corpus} "
+            "to use this config with that corpus."
+        )
+    name = configured if args.corpus is None else args.corpus
+    return name, registry.get_corpus(name)
+
+
+def _corpus_root_and_options(args, name, adapter):
+    """The root to load (`--data-dir`, or `--manifest` for a file corpus) and
+    the corpus' options (`--classes`, `--label-map`).
+
+    Raises:
+        ValueError: a flag the corpus does not use, or a missing one.
+    """
+    if adapter.root_kind == "file":
+        if args.data_dir is not None:
+            raise ValueError(
+                f"corpus {name!r} reads a manifest file: give --manifest FILE, not "
+                "--data-dir (relative audio paths are read from the manifest's folder)."
+            )
+        if args.manifest is None:
+            raise ValueError(f"corpus {name!r} needs --manifest FILE (the CSV manifest).")
+        root = args.manifest
+    else:
+        if args.manifest is not None:
+            raise ValueError(
+                f"--manifest is for the csv corpus; corpus {name!r} takes --data-dir."
+            )
+        if args.data_dir is None:
+            raise ValueError(f"corpus {name!r} needs --data-dir (the root of the raw corpus).")
+        root = args.data_dir
+    options = {}
+    for flag, option, value in (
+        ("--classes", "classes", args.classes),
+        ("--label-map", "label_map", args.label_map),
+    ):
+        if value is None:
+            continue
+        if option not in adapter.option_names:
+            raise ValueError(f"{flag} is for the csv corpus; corpus {name!r} does not take it.")
+        options[option] = value
+    return root, options
+
+
 def command_prepare(args):
     from smcn_tf.prepare import format_counts_table, format_skipped, prepare_corpus
 
     config = _load_config(args)
     features = config.features
+    corpus, adapter = _resolve_corpus(args)
+    root, options = _corpus_root_and_options(args, corpus, adapter)
     report = prepare_corpus(
-        args.corpus,
-        args.data_dir,
+        corpus,
+        root,
         args.out,
         pooling=features.pooling,
         max_frames=features.max_frames,
@@ -74,6 +166,7 @@ def command_prepare(args):
         progress=not args.quiet,
         max_seconds=args.max_seconds,
         min_seconds=features.min_seconds if args.min_seconds is None else args.min_seconds,
+        corpus_options=options,
     )
     print(format_counts_table(report))
     report_path = os.path.join(args.out, "report.json")
@@ -219,15 +312,40 @@ def build_parser():
     )
     demo.set_defaults(handler=command_demo_data)
 
+    from smcn_tf.data import registry
+
     prepare = commands.add_parser(
-        "prepare", help="Parse a corpus and write log-Mel + BERT features as TFRecords."
+        "prepare",
+        help="Parse a corpus and write log-Mel + BERT features as TFRecords.",
+        description="Parse a corpus and write log-Mel + BERT features as TFRecords. "
+        "Corpora: " + "; ".join(
+            f"{name}: {registry.get_corpus(name).description}" for name in registry.corpus_names()
+        ) + ".",
     )
     prepare.add_argument(
         "corpus",
-        choices=["iemocap", "demo", "meld", "demo-meld"],
-        help="Corpus layout: iemocap / demo (IEMOCAP_full_release), meld / demo-meld (MELD.Raw).",
+        nargs="?",
+        choices=registry.corpus_names(),
+        help="The corpus (default: the config's features.corpus; when both are given "
+        "they must agree).",
     )
-    prepare.add_argument("--data-dir", required=True, help="Root of the raw corpus.")
+    prepare.add_argument(
+        "--data-dir", help="Root of the raw corpus (every corpus but csv)."
+    )
+    prepare.add_argument(
+        "--manifest",
+        help="csv: the CSV manifest (columns path, transcript, label, group; optional "
+        "speaker, start, end, id); relative paths are read from its folder.",
+    )
+    prepare.add_argument(
+        "--classes",
+        help="csv: the class names in order, e.g. ang,hap,neu,sad; rows with other labels "
+        "are dropped and reported (default: every label, in order of first appearance).",
+    )
+    prepare.add_argument(
+        "--label-map",
+        help="csv: merge labels before --classes, e.g. exc:hap,sur:neu.",
+    )
     prepare.add_argument("--out", required=True, help="Directory for shards + manifest.")
     prepare.add_argument(
         "--text-encoder",
@@ -236,12 +354,14 @@ def build_parser():
     prepare.add_argument(
         "--strict",
         action="store_true",
-        help="Stop at the first missing wav or transcript instead of skipping it.",
+        help="Stop at the first missing or unreadable audio file or missing transcript "
+        "instead of skipping it.",
     )
     prepare.add_argument(
         "--max-seconds",
         type=float,
-        help="Cut longer clips (reported); default 30 s for MELD, no limit for IEMOCAP.",
+        help="Cut longer clips (reported); default 30 s for MELD, no limit for IEMOCAP "
+        "and csv.",
     )
     prepare.add_argument(
         "--min-seconds",

@@ -19,6 +19,8 @@ import yaml
 
 MIXED_PRECISION = ("none", "mixed_float16", "mixed_bfloat16")
 STRATEGIES = ("auto", "default", "mirrored", "multi_worker")
+VALIDATIONS = ("none", "group", "fraction")
+SELECTIONS = ("last", "best")
 
 
 @dataclasses.dataclass
@@ -52,6 +54,8 @@ class ModelConfig:
     # "fused" computes the BiGRUs with one fused recurrence (fast on CPU);
     # "keras" uses keras.layers.GRU (cuDNN on a GPU).
     recurrent_core: str = "fused"
+    # none | global (training-data statistics, adapted per fold) | utterance (per item).
+    audio_normalization: str = "none"
 
 
 @dataclasses.dataclass
@@ -88,6 +92,13 @@ class TrainingConfig:
     strategy: str = "auto"
     # XLA-compile the train step (model.compile(jit_compile=...)).
     jit_compile: bool = False
+    # Which weights a fold keeps: "last" (the paper: fixed steps, last
+    # weights) or "best" (the epoch with the best validation UA; needs
+    # evaluation.validation). The test group never chooses.
+    select: str = "last"
+    # Stop a fold after this many epochs without a better validation UA
+    # (0: off; needs evaluation.validation).
+    early_stopping_patience: int = 0
 
 
 @dataclasses.dataclass
@@ -108,6 +119,13 @@ class EvaluationConfig:
     # After the folds, also train one model on every training group (fold
     # name "all", nothing held out): the model to export and serve.
     final_model: bool = False
+    # A validation set carved out of each fold's TRAINING groups, never its
+    # test group: "none" (the paper), "group" (one training group held out:
+    # the one after the test group in the records' group order, cyclically;
+    # the last group for the final model) or "fraction" (this share of every
+    # training group's utterances, chosen by a seeded hash of the id).
+    validation: str = "none"
+    validation_fraction: float = 0.1
 
 
 @dataclasses.dataclass
@@ -217,6 +235,7 @@ def config_from_dict(values, source="<config>"):
 def validate_config(config, source="<config>"):
     """Range checks that the types alone cannot express."""
     from smcn_tf.model import RECURRENT_CORES, VARIANTS  # late: keeps config import light
+    from smcn_tf.normalization import AUDIO_NORMALIZATIONS
 
     checks = [
         ("features.pooling", config.features.pooling >= 1),
@@ -235,6 +254,8 @@ def validate_config(config, source="<config>"):
         ("training.shuffle_buffer", config.training.shuffle_buffer >= 1),
         # A window of one batch sorts nothing: turn length_bucketing off instead.
         ("training.bucket_window", config.training.bucket_window >= 2),
+        ("training.early_stopping_patience", config.training.early_stopping_patience >= 0),
+        ("evaluation.validation_fraction", 0.0 < config.evaluation.validation_fraction < 1.0),
     ]
     for field, ok in checks:
         if not ok:
@@ -251,13 +272,27 @@ def validate_config(config, source="<config>"):
         )
     choices = [
         ("model.recurrent_core", config.model.recurrent_core, RECURRENT_CORES),
+        ("model.audio_normalization", config.model.audio_normalization, AUDIO_NORMALIZATIONS),
         ("training.mixed_precision", config.training.mixed_precision, MIXED_PRECISION),
         ("training.strategy", config.training.strategy, STRATEGIES),
+        ("training.select", config.training.select, SELECTIONS),
+        ("evaluation.validation", config.evaluation.validation, VALIDATIONS),
     ]
     for field, value, allowed in choices:
         if value not in allowed:
             raise ValueError(
                 f"{source}: {field} must be one of {list(allowed)}, got {value!r}."
+            )
+    if config.evaluation.validation == "none":
+        if config.training.select == "best":
+            raise ValueError(
+                f"{source}: training.select: best needs a validation set; set "
+                "evaluation.validation to 'group' or 'fraction'."
+            )
+        if config.training.early_stopping_patience:
+            raise ValueError(
+                f"{source}: training.early_stopping_patience needs a validation set; "
+                "set evaluation.validation to 'group' or 'fraction'."
             )
     if config.evaluation.protocol not in ("loso", "split"):
         raise ValueError(

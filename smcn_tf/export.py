@@ -197,6 +197,9 @@ def serving_copy(model):
 
     A model trained under a mixed-precision policy keeps float32 variables,
     so the copy is exact; TF Serving clients send and receive float32.
+    The config carries `audio_normalization` and `set_weights` copies a
+    global normalisation's mean and variance (non-trainable weights), so the
+    served graph normalises the audio exactly as the trained model does.
     """
     config = dict(model.get_config())
     config["use_cudnn"] = False

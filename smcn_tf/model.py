@@ -34,6 +34,8 @@ import tensorflow as tf
 from keras import ops
 
 from smcn_tf.layers import AttentionPooling, Fusion, LengthMask
+from smcn_tf.normalization import AUDIO_NORMALIZATIONS, AudioNormalization
+from smcn_tf.normalization import adapt_audio_normalization  # noqa: F401  (re-exported)
 from smcn_tf.recurrent import FusedBidirectionalGRU
 
 MODALITIES = ("audio", "text")
@@ -146,6 +148,14 @@ class SMCNModel(keras.Model):
             `Bidirectional(GRU)` layer per branch, the layout of models saved
             before the fused core existed (they load with it). The two give
             the same outputs from the same weights.
+        audio_normalization: how the audio frames are standardised before
+            the audio BiGRU(s), mask-aware (see
+            `smcn_tf.normalization.AudioNormalization`, layer
+            `"audio_normalization"`): `"none"` (default: no layer, as models
+            saved before this option), `"global"` (the training data's
+            per-feature mean and variance, non-trainable weights set by
+            `adapt_audio_normalization(model, train_dataset)`; the identity
+            until then) or `"utterance"` (each utterance's own statistics).
         class_names: optional names of the classes, kept for export.
     """
 
@@ -165,6 +175,7 @@ class SMCNModel(keras.Model):
         dropout=0.0,
         use_cudnn="auto",
         recurrent_core="fused",
+        audio_normalization="none",
         class_names=None,
         **kwargs,
     ):
@@ -185,6 +196,11 @@ class SMCNModel(keras.Model):
             raise ValueError(
                 f"`recurrent_core` must be one of {RECURRENT_CORES}, got "
                 f"{recurrent_core!r}."
+            )
+        if audio_normalization not in AUDIO_NORMALIZATIONS:
+            raise ValueError(
+                f"`audio_normalization` must be one of {AUDIO_NORMALIZATIONS}, got "
+                f"{audio_normalization!r}."
             )
         if not 0.0 <= float(dropout) < 1.0:
             raise ValueError(f"`dropout` must be in [0, 1), got {dropout}.")
@@ -215,6 +231,11 @@ class SMCNModel(keras.Model):
             features = inputs[f"{modality}_features"]
             length = inputs[f"{modality}_length"]
             mask = LengthMask(name=f"{modality}_mask")((features, length))
+            if modality == "audio" and audio_normalization != "none":
+                # Standardised over valid frames only; padded frames become 0.
+                features = AudioNormalization(
+                    audio_normalization, name="audio_normalization"
+                )(features, mask=mask)
 
             branches = ("intra", "calibration") if spec.calibration else ("intra",)
             if recurrent_core == "fused":
@@ -320,6 +341,7 @@ class SMCNModel(keras.Model):
         self.dropout = dropout
         self.use_cudnn = use_cudnn
         self.recurrent_core = recurrent_core
+        self.audio_normalization = audio_normalization
         self.class_names = class_names
         self.modalities = spec.modalities
         self.loss_terms = self._active_loss_terms(spec)
@@ -429,6 +451,7 @@ class SMCNModel(keras.Model):
             "dropout": self.dropout,
             "use_cudnn": self.use_cudnn,
             "recurrent_core": self.recurrent_core,
+            "audio_normalization": self.audio_normalization,
             "class_names": self.class_names,
         }
 
@@ -438,6 +461,8 @@ class SMCNModel(keras.Model):
         # Models saved before the fused core have no key: they hold one
         # Bidirectional(GRU) layer per branch, so rebuild that layout.
         config.setdefault("recurrent_core", "keras")
+        # Models saved before the option have no audio normalisation.
+        config.setdefault("audio_normalization", "none")
         return cls(**config)
 
 
@@ -530,7 +555,9 @@ def convert_recurrent_core(model, recurrent_core):
     Both cores hold Keras GRU weights in the same layout, so this is a copy:
     e.g. a model saved before the fused core existed (which loads with
     `recurrent_core="keras"`) moves to the faster fused core, and gives the
-    same outputs within float rounding.
+    same outputs within float rounding. Every other layer's weights (the
+    attention, the heads, a global `audio_normalization`'s mean and
+    variance) are copied as they are.
 
     Args:
         model: an `SMCNModel`.

@@ -12,14 +12,21 @@ out_dir/
   manifest.json                        # written last: the directory is complete
 ```
 
-Corpora (`SUPPORTED_CORPORA`): `"iemocap"` and `"demo"` (the built-in demo in
-the IEMOCAP layout) are read by `smcn_tf.data.iemocap.parse_iemocap`;
-`"meld"` and `"demo-meld"` (the built-in demo in the MELD.Raw layout) by
-`smcn_tf.data.meld.parse_meld`. Audio is read by
-`smcn_tf.features.media.decode_audio`, which takes WAV/FLAC files and media
-files (MELD's mp4 clips) alike, and cuts clips at `max_seconds` (MELD has
-clips of minutes; by default 30 s are kept, more than the 500 pooled frames
-of 40 ms need).
+Corpora come from the registry (`smcn_tf.data.registry`, `corpus_names()`):
+`"iemocap"` and `"demo"` (the built-in demo in the IEMOCAP layout) are read by
+`smcn_tf.data.iemocap.parse_iemocap`; `"meld"` and `"demo-meld"` (the
+built-in demo in the MELD.Raw layout) by `smcn_tf.data.meld.parse_meld`;
+`"csv"` (your own corpus, a CSV manifest of path, transcript, label, group
+and optional start / end segments) by
+`smcn_tf.data.csv_corpus.parse_csv_corpus`. Each adapter gives the
+utterances, the class names, the parser's report and the counts check, and
+its defaults (`max_seconds`; whether there are published counts). Audio is
+read by `smcn_tf.features.media.decode_audio`, which takes WAV/FLAC files (at
+any rate, any number of channels: resampled to 16 kHz, averaged to mono) and
+media files (MELD's mp4 clips) alike, and cuts clips at `max_seconds` (MELD
+has clips of minutes; by default 30 s are kept, more than the 500 pooled
+frames of 40 ms need). An utterance with `start_seconds` / `end_seconds` (a
+CSV row with `start` / `end`) is that segment of its file.
 
 The report says what was kept and what was dropped and why: the parser's
 skips (missing or empty media, missing transcriptions), labels outside the
@@ -71,7 +78,7 @@ import time
 import numpy as np
 import tqdm
 
-from smcn_tf.data import iemocap, meld, records
+from smcn_tf.data import records, registry
 from smcn_tf.features import media
 from smcn_tf.features.audio import (
     MIN_SECONDS_DEFAULT,
@@ -82,14 +89,8 @@ from smcn_tf.features.audio import (
 from smcn_tf.features.text import TextEncoder
 from smcn_tf.io_utils import write_json_atomic
 
-SUPPORTED_CORPORA = ("iemocap", "demo", "meld", "demo-meld")
-# The corpora in MELD's layout; the others are in IEMOCAP's.
-MELD_LAYOUT_CORPORA = ("meld", "demo-meld")
-# Seconds of audio kept per clip when `prepare_corpus` gets no `max_seconds`:
-# MELD has clips of minutes; IEMOCAP's turns are at most about 35 s.
-DEFAULT_MAX_SECONDS = {"iemocap": None, "demo": None, "meld": 30.0, "demo-meld": 30.0}
 # How many unannotated media file names the report quotes per split.
-REPORT_EXAMPLE_NAMES = 10
+REPORT_EXAMPLE_NAMES = registry.REPORT_EXAMPLE_NAMES
 REPORT_FILENAME = "report.json"
 # How many skipped utterances `format_skipped` lists before "... and N more".
 CONSOLE_SKIPPED_LINES = 10
@@ -139,10 +140,13 @@ def _text_encoder_name(text_encoder):
 
 
 def _digest(settings, planned):
-    fields = [
-        [u.utterance_id, str(u.audio_path), u.transcript, u.label, u.speaker, u.group]
-        for u in planned
-    ]
+    fields = []
+    for u in planned:
+        field = [u.utterance_id, str(u.audio_path), u.transcript, u.label, u.speaker, u.group]
+        # Only for segments, so shards of whole-file corpora keep their digests.
+        if getattr(u, "is_segment", False):
+            field.append([u.start_seconds, u.end_seconds])
+        fields.append(field)
     text = json.dumps([settings, fields], sort_keys=True, ensure_ascii=True)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
@@ -196,24 +200,69 @@ def _validate_utterances(utterances, class_names):
     return ordered
 
 
-def _read_one(read_audio, path, sample_rate, max_seconds):
+class _SegmentSource:
+    """The last whole file read for a segment, so that segments of one
+    recording that share a shard decode it once."""
+
+    def __init__(self, read_audio):
+        self.read_audio = read_audio
+        self.path = None
+        self.waveform = None
+
+    def waveform_of(self, path, sample_rate):
+        if self.path != path:
+            self.path, self.waveform = None, None  # Never a stale file after a failure.
+            decoded = self.read_audio(path, sample_rate)
+            self.waveform = np.asarray(getattr(decoded, "waveform", decoded))
+            self.path = path
+        return self.waveform
+
+
+def _cut_segment(waveform, path, sample_rate, start_seconds, end_seconds):
+    """The part of a whole-file waveform from `start_seconds` to `end_seconds`.
+
+    An end past the end of the file keeps what there is (rounding in a
+    manifest); a start at or past it is an error.
+    """
+    total = waveform.shape[-1]
+    first = int(round((start_seconds or 0.0) * sample_rate))
+    last = total if end_seconds is None else min(total, int(round(end_seconds * sample_rate)))
+    if first >= total:
+        raise ValueError(
+            f"{path}: the segment starts at {start_seconds} s, at or past the end of the "
+            f"audio ({total / sample_rate:.3f} s)"
+        )
+    return waveform[..., first:last]
+
+
+def _read_one(read_audio, path, sample_rate, max_seconds, utterance=None, segments=None):
     """Reads one file with `read_audio`; returns `(waveform, truncated, source_seconds)`.
 
     `read_audio` may return an array or a `media.DecodedAudio` (which says
     whether the reader cut the clip). An array longer than `max_seconds` is
-    cut here.
+    cut here. For an `utterance` that is a segment of its file, the whole file
+    is read (through `segments`, a `_SegmentSource`, when given), the segment
+    cut out, and `max_seconds` applies to the segment.
     """
-    if max_seconds is None:
-        decoded = read_audio(path, sample_rate)
-    else:
-        decoded = read_audio(path, sample_rate, max_seconds=max_seconds)
-    if hasattr(decoded, "waveform"):
-        waveform = np.asarray(decoded.waveform)
-        truncated = bool(getattr(decoded, "truncated", False))
-        source_seconds = getattr(decoded, "source_seconds", None)
-    else:
-        waveform = np.asarray(decoded)
+    if utterance is not None and getattr(utterance, "is_segment", False):
+        source = segments or _SegmentSource(read_audio)
+        waveform = _cut_segment(
+            source.waveform_of(path, sample_rate), path, sample_rate,
+            utterance.start_seconds, utterance.end_seconds,
+        )
         truncated, source_seconds = False, None
+    else:
+        if max_seconds is None:
+            decoded = read_audio(path, sample_rate)
+        else:
+            decoded = read_audio(path, sample_rate, max_seconds=max_seconds)
+        if hasattr(decoded, "waveform"):
+            waveform = np.asarray(decoded.waveform)
+            truncated = bool(getattr(decoded, "truncated", False))
+            source_seconds = getattr(decoded, "source_seconds", None)
+        else:
+            waveform = np.asarray(decoded)
+            truncated, source_seconds = False, None
     if max_seconds is not None and waveform.ndim == 1:
         limit = max(1, int(round(max_seconds * sample_rate)))
         if waveform.size > limit:
@@ -237,13 +286,24 @@ def _compute_shard(
     extract_audio,
     max_seconds=None,
     min_seconds=0.0,
+    strict=False,
 ):
-    """Extracts and writes one shard, then its sidecar; returns the sidecar."""
+    """Extracts and writes one shard, then its sidecar; returns the sidecar.
+
+    With `strict`, audio that cannot be read raises instead of being skipped
+    (too-short clips are still skipped: they are a filter, not a fault).
+    """
     timings = dict.fromkeys(_STAGES, 0.0)
     skipped = []
     truncated = []
+    segments = _SegmentSource(read_audio)
 
     def skip(utterance, reason, stage):
+        if strict and _is_fault(reason):
+            raise ValueError(
+                f"utterance {utterance.utterance_id!r} ({utterance.audio_path}): {reason} "
+                "(strict: stopping instead of skipping it)"
+            )
         skipped.append(
             {
                 "utterance_id": utterance.utterance_id,
@@ -259,7 +319,8 @@ def _compute_shard(
         # Exception, not BaseException: Ctrl-C must stop the run, not skip a file.
         try:
             waveform, was_truncated, source_seconds = _read_one(
-                read_audio, utterance.audio_path, sample_rate, max_seconds
+                read_audio, utterance.audio_path, sample_rate, max_seconds,
+                utterance=utterance, segments=segments,
             )
         except Exception as error:
             skip(utterance, f"cannot read audio: {type(error).__name__}: {error}", "read_audio")
@@ -347,28 +408,15 @@ def _compute_shard(
     return sidecar, timings
 
 
-# Leading phrases of skip reasons, from the parsers and from `_compute_shard`;
-# the report counts drops by these.
-_REASON_KINDS = (
-    "missing media file",
-    "empty media file",
-    "annotated twice",
-    "missing audio file",
-    "no transcription line",
-    "cannot read audio",
-    "expected a non-empty mono waveform",
-    "audio too short",
-)
+# The kind of a skip reason ("missing media file", "cannot read audio", ...),
+# which the report counts drops by; shared with the corpus adapters.
+_reason_kind = registry.reason_kind
 
 
-def _reason_kind(reason):
-    """The kind of a skip reason, e.g. `"missing media file"`, for counting."""
-    if reason.startswith("shorter than "):  # "shorter than 0.1 s: 0.0001 s (1 sample)"
-        return reason.split(":", 1)[0]
-    for kind in _REASON_KINDS:
-        if reason.startswith(kind):
-            return kind
-    return reason
+def _is_fault(reason):
+    """True for a skip that `strict` turns into an error: unreadable audio, not a
+    clip below `min_seconds`."""
+    return _reason_kind(reason) in ("cannot read audio", "expected a non-empty mono waveform")
 
 
 def _remove_leftovers(out_dir):
@@ -442,26 +490,6 @@ def plan_shards(utterances, shard_size, listed_counts=None):
     return shards
 
 
-def _count_listed(utterances, skipped, group_of):
-    """`{group: n}` of the distinct utterance ids a parser kept or skipped.
-
-    Args:
-        utterances: the parser's kept utterances.
-        skipped: its `(utterance_id, reason)` skips (missing media, ...).
-        group_of: `utterance_id -> group` for a skipped id (None: unknown,
-            not counted).
-    """
-    ids = {utterance.utterance_id: utterance.group for utterance in utterances}
-    for utterance_id, _ in skipped:
-        if utterance_id not in ids:
-            ids[utterance_id] = group_of(utterance_id)
-    counts = {}
-    for group in ids.values():
-        if group is not None:
-            counts[group] = counts.get(group, 0) + 1
-    return dict(sorted(counts.items()))
-
-
 def prepare_utterances(
     utterances,
     out_dir,
@@ -480,6 +508,7 @@ def prepare_utterances(
     dropped_by_parser=None,
     min_seconds=MIN_SECONDS_DEFAULT,
     listed_counts=None,
+    strict=False,
 ):
     """Extracts features of utterances into sharded TFRecords, resumably.
 
@@ -507,7 +536,9 @@ def prepare_utterances(
             or one returning a `smcn_tf.features.media.DecodedAudio` to
             report truncation itself; an exception skips the utterance with
             its message as the reason. Default: `media.decode_audio` (WAV,
-            FLAC, mp4, ...).
+            FLAC, mp4, ...). For an utterance that is a segment of its file
+            (`start_seconds` / `end_seconds`), the whole file is read (without
+            `max_seconds`) and the segment is cut here.
         extract_audio: `extract_audio(waveforms, layer) -> list of
             [frames, dim] arrays`.
         report_extra: more JSON-able entries for the report (e.g. the
@@ -523,6 +554,10 @@ def prepare_utterances(
             before the parser skipped any, so that the shard plan (and the
             number of shards) does not change when a file goes missing; see
             `plan_shards`. Default: the utterances given.
+        strict: raise ValueError, naming the utterance and its file, on audio
+            that cannot be read (or a segment past the end of its file)
+            instead of skipping it; clips shorter than `min_seconds` are
+            skipped either way.
 
     Returns:
         The report (also written to `out_dir/report.json`): `corpus`,
@@ -608,6 +643,14 @@ def prepare_utterances(
             shard_path = os.path.join(out_dir, records.shard_name(index, num_shards))
             digest = _digest(settings, planned)
             sidecar = _load_completed_shard(shard_path, digest)
+            if sidecar is not None and strict:
+                # A shard a non-strict run finished with unreadable audio in it.
+                faults = [item for item in sidecar["skipped"] if _is_fault(item["reason"])]
+                if faults:
+                    raise ValueError(
+                        f"utterance {faults[0]['utterance_id']!r} ({faults[0]['audio_path']}): "
+                        f"{faults[0]['reason']} (strict: stopping instead of skipping it)"
+                    )
             if sidecar is not None:
                 reused += 1
             else:
@@ -625,6 +668,7 @@ def prepare_utterances(
                     extract_audio=extract_audio,
                     max_seconds=max_seconds,
                     min_seconds=min_seconds,
+                    strict=strict,
                 )
                 computed += 1
                 for stage, seconds in shard_timings.items():
@@ -747,172 +791,6 @@ def prepare_utterances(
 _WARNING_LINES = 12
 
 
-def _count_kinds(skipped):
-    """Count `(utterance_id, reason)` pairs by the kind of their reason."""
-    kinds = {}
-    for _, reason in skipped:
-        kind = _reason_kind(reason)
-        kinds[kind] = kinds.get(kind, 0) + 1
-    return kinds
-
-
-def _count_row(name, section, key, parsed, expected):
-    """One row of the counts table: parsed beside expected (None: no reference)."""
-    return {"name": name, "section": section, "key": key, "parsed": parsed,
-            "expected": expected}
-
-
-def _iemocap_counts_check(counts, compare):
-    """The counts table and warnings of an IEMOCAP-layout parse.
-
-    Args:
-        counts: `iemocap.ParseResult.counts()`.
-        compare: compare with `iemocap.EXPECTED_COUNTS` (the real release only).
-
-    Returns:
-        The report's `counts_check` entry.
-    """
-    expected = iemocap.EXPECTED_COUNTS if compare else None
-    rows = []
-
-    def add(name, section, key, parsed, expected_count):
-        rows.append(_count_row(name, section, key, parsed, expected_count))
-
-    add("total", "total", None, counts["total"], expected and expected["total"])
-    sections = (
-        ("by_label", "label", "class"),
-        ("by_group", "group", ""),
-        ("by_raw_label", "raw_label", "raw label"),
-        ("dropped_labels", "dropped_label", "dropped label"),
-    )
-    for source, section, noun in sections:
-        keys = list(counts[source])
-        if expected:
-            keys += [key for key in expected[source] if key not in counts[source]]
-        for key in keys:
-            add(
-                f"{noun} {key}".strip(), section, key, counts[source].get(key, 0),
-                expected[source].get(key, 0) if expected else None,
-            )
-    warnings = iemocap.compare_to_expected(counts) if compare else []
-    if counts["total"] != iemocap.EXPECTED_COUNTS["total"]:
-        headline = (
-            f"parsed {counts['total']} utterances, the standard 4-class set has "
-            f"{iemocap.EXPECTED_COUNTS['total']}"
-        )
-    else:
-        headline = (
-            f"parsed {counts['total']} utterances as the standard 4-class set has, "
-            "but the counts by class, session or label differ"
-        )
-    return {
-        "reference": (
-            f"IEMOCAP_full_release, 4-class set ({iemocap.EXPECTED_COUNTS['total']} utterances)"
-            if compare else None
-        ),
-        "headline": headline if warnings else None,
-        "rows": rows,
-        "warnings": warnings,
-    }
-
-
-def _meld_counts_check(counts, compare):
-    """The counts table and warnings of a MELD-layout parse.
-
-    Args:
-        counts: `meld.MeldParseResult.counts()`.
-        compare: compare with `meld.EXPECTED_ROWS` (the real release only).
-
-    Returns:
-        The report's `counts_check` entry.
-    """
-    splits = list(counts["rows"])
-    rows = []
-
-    def add(name, section, key, parsed, expected_count):
-        rows.append(
-            _count_row(name, section, key, parsed, expected_count if compare else None)
-        )
-
-    total_rows = sum(counts["rows"].values())
-    expected_total = sum(meld.EXPECTED_ROWS[split] for split in splits)
-    add("rows total", "total", None, total_rows, expected_total)
-    for split in splits:
-        add(f"rows {split}", "group", split, counts["rows"][split], meld.EXPECTED_ROWS[split])
-    for label in meld.CLASS_NAMES:
-        add(
-            f"emotion {label}", "label", label,
-            sum(counts["rows_by_label"][split][label] for split in splits),
-            sum(meld.EXPECTED_ROWS_BY_LABEL[split][label] for split in splits),
-        )
-    warnings = meld.compare_to_expected(counts) if compare else []
-    by_split = ", ".join(f"{split} {meld.EXPECTED_ROWS[split]}" for split in splits)
-    found_by_split = ", ".join(f"{split} {counts['rows'][split]}" for split in splits)
-    return {
-        "reference": f"the official MELD release ({by_split} rows)" if compare else None,
-        "headline": (
-            f"read {total_rows} rows ({found_by_split}), the official MELD release has "
-            f"{expected_total} ({by_split})"
-            if warnings else None
-        ),
-        "rows": rows,
-        "warnings": warnings,
-    }
-
-
-def _parse_corpus(corpus, data_dir, strict):
-    """Parse a corpus by its layout.
-
-    Returns:
-        `(utterances, class_names, parser_report, dropped_by_parser, counts_check,
-        listed_counts)`; `listed_counts` is `{group: n}` of the utterances kept
-        or skipped (missing media...) by the parser, for `plan_shards`.
-    """
-    real_release = corpus in ("iemocap", "meld")
-    if corpus in MELD_LAYOUT_CORPORA:
-        parsed = meld.parse_meld(data_dir, strict=strict)
-        counts = parsed.counts()
-        parser_report = {
-            "skipped": parsed.skipped,
-            "unannotated_media": {
-                split: {"count": len(names), "examples": names[:REPORT_EXAMPLE_NAMES]}
-                for split, names in parsed.unannotated_media.items()
-            },
-            "encodings": parsed.encodings,
-            "files": parsed.files,
-            "counts": counts,
-        }
-        # MELD ids are "<split>_dia<d>_utt<u>"; the split is the group.
-        listed = _count_listed(
-            parsed.utterances, parsed.skipped, lambda utterance_id: utterance_id.split("_")[0]
-        )
-        return (
-            parsed.utterances, meld.CLASS_NAMES, parser_report,
-            _count_kinds(parsed.skipped), _meld_counts_check(counts, real_release), listed,
-        )
-    parsed = iemocap.parse_iemocap(data_dir, strict=strict)
-    counts = parsed.counts()
-    parser_report = {
-        "dropped_labels": parsed.dropped_labels,
-        "skipped": parsed.skipped,
-        "kept_labels": parsed.kept_labels,
-        "counts": counts,
-    }
-    dropped = _count_kinds(parsed.skipped)
-    for label, count in parsed.dropped_labels.items():
-        dropped[f"label {label} (not one of the classes)"] = count
-
-    def session_of(utterance_id):
-        parts = iemocap.parse_utterance_id(utterance_id)
-        return None if parts is None else f"Session{parts['session']}"
-
-    return (
-        parsed.utterances, iemocap.CLASS_NAMES, parser_report, dropped,
-        _iemocap_counts_check(counts, real_release),
-        _count_listed(parsed.utterances, parsed.skipped, session_of),
-    )
-
-
 def _warn_loudly(corpus, data_dir, counts_check, stream):
     """Print a banner listing how the parsed counts differ from the published ones."""
     warnings = counts_check["warnings"]
@@ -976,7 +854,7 @@ def format_counts_table(report):
     def cell(value):
         return "-" if value is None else str(value)
 
-    reference = check.get("reference") or "no published counts (demo corpus)"
+    reference = check.get("reference") or check.get("note") or "no published counts (demo corpus)"
     lines = [f"counts of {report.get('corpus')!r} vs {reference}"]
     table = [("", "parsed", "prepared", "expected", "")]
     for row in check["rows"]:
@@ -1065,18 +943,21 @@ def prepare_corpus(
     max_seconds=None,
     text_encoder=None,
     min_seconds=MIN_SECONDS_DEFAULT,
+    corpus_options=None,
 ):
     """Parses a corpus and prepares its features as sharded TFRecords.
 
-    For the real releases (`"iemocap"`, `"meld"`) the parsed counts are
-    compared with the published ones; when they differ a loud warning goes
-    to stderr before the (slow) feature extraction starts, and the
-    differences go into the report (`counts_check`).
+    The corpus is read by its adapter in `smcn_tf.data.registry`. For the
+    real releases (`"iemocap"`, `"meld"`) the parsed counts are compared with
+    the published ones; when they differ a loud warning goes to stderr before
+    the (slow) feature extraction starts, and the differences go into the
+    report (`counts_check`).
 
     Args:
-        corpus: `"iemocap"` or `"demo"` (IEMOCAP_full_release layout), or
-            `"meld"` or `"demo-meld"` (MELD.Raw layout).
-        data_dir: the corpus root.
+        corpus: a registered corpus name (`smcn_tf.data.registry.corpus_names()`):
+            `"iemocap"` or `"demo"` (IEMOCAP_full_release layout), `"meld"`
+            or `"demo-meld"` (MELD.Raw layout), `"csv"` (a CSV manifest).
+        data_dir: the corpus root; for `"csv"` the manifest file.
         out_dir: the records directory.
         pooling: log-Mel frames averaged into one feature frame.
         max_frames: the most feature frames kept per utterance.
@@ -1084,30 +965,36 @@ def prepare_corpus(
         text_encoder_dir: a Hugging Face BERT checkpoint directory; `None`
             uses the installed all-MiniLM-L6-v2.
         shard_size: utterances planned per shard.
-        strict: make the parser raise on malformed corpus entries instead of
-            skipping them.
+        strict: raise on a missing media file or transcription, and on
+            audio that cannot be decoded, instead of skipping it.
         progress: show a progress bar.
         max_seconds: keep at most this many seconds of each clip (cut clips
-            are reported); None means `DEFAULT_MAX_SECONDS[corpus]` (30 s for
-            MELD, no limit for IEMOCAP).
+            are reported); None means the corpus' `defaults.max_seconds`
+            (30 s for MELD, no limit for IEMOCAP and csv).
         text_encoder: an encoder object to use instead of loading
             `TextEncoder(text_encoder_dir)` (anything with `dim`,
             `max_tokens` and `encode(texts, progress=False)`).
         min_seconds: skip clips shorter than this many seconds (reported);
             default `MIN_SECONDS_DEFAULT` (0.1 s); 0 keeps every non-empty
             clip.
+        corpus_options: the corpus' own options for its adapter's `load`,
+            e.g. `{"classes": ["ang", "hap"], "label_map": {"exc": "hap"}}`
+            for `"csv"`.
 
     Returns:
         The report of `prepare_utterances`, plus `data_dir`, `parser` (for
         IEMOCAP layouts `dropped_labels`, `skipped`, `kept_labels`, `counts`;
         for MELD layouts `skipped`, `unannotated_media` (per split `count` and
-        `examples`), `encodings`, `files`, `counts`) and `counts_check`
-        (`reference`, `headline`, `rows` of parsed and expected counts,
-        `warnings`; see `format_counts_table`).
+        `examples`), `encodings`, `files`, `counts`; for csv `manifest`,
+        `rows`, `classes`, `label_map`, `dropped_labels`, `kept_labels`,
+        `skipped`, `counts`) and `counts_check` (`reference`, `headline`,
+        `rows` of parsed and expected counts, `warnings`; see
+        `format_counts_table`).
 
     Raises:
-        ValueError: an unsupported corpus (the message lists the supported
-            ones), or a corpus with no usable utterance.
+        ValueError: an unknown corpus (the message lists the known ones), an
+            option the corpus does not take, or a corpus with no usable
+            utterance.
         CorpusFormatError: the corpus is malformed (see the parsers).
 
     Example:
@@ -1115,27 +1002,23 @@ def prepare_corpus(
     >>> prepare_corpus("meld", "data/MELD.Raw", "records/meld",
     ...                pooling=4, max_frames=500, max_tokens=100)  # doctest: +SKIP
     """
-    if corpus not in SUPPORTED_CORPORA:
-        raise ValueError(
-            f"Unsupported corpus {corpus!r}; supported corpora: {list(SUPPORTED_CORPORA)}."
-        )
+    adapter = registry.get_corpus(corpus)
     if max_seconds is None:
-        max_seconds = DEFAULT_MAX_SECONDS[corpus]
+        max_seconds = adapter.defaults.max_seconds
     # Parse first: corpus errors surface before the slow model loads.
-    (
-        utterances, class_names, parser_report, dropped_by_parser, counts_check, listed_counts
-    ) = _parse_corpus(corpus, data_dir, strict)
+    loaded = adapter.load(data_dir, strict=strict, **(corpus_options or {}))
+    counts_check = loaded.counts_check
     if counts_check["warnings"]:
         _warn_loudly(corpus, data_dir, counts_check, sys.stderr)
-    if not utterances:
+    if not loaded.utterances:
         raise ValueError(f"No usable utterances found in {data_dir} (corpus {corpus!r}).")
     audio_layer = LogMelFeatures(pooling=pooling, max_frames=max_frames)
     if text_encoder is None:
         text_encoder = TextEncoder(text_encoder_dir, max_tokens=max_tokens)
     return prepare_utterances(
-        utterances,
+        loaded.utterances,
         out_dir,
-        class_names=class_names,
+        class_names=loaded.class_names,
         corpus=corpus,
         audio_layer=audio_layer,
         text_encoder=text_encoder,
@@ -1144,11 +1027,12 @@ def prepare_corpus(
         progress=progress,
         max_seconds=max_seconds,
         min_seconds=min_seconds,
-        listed_counts=listed_counts,
-        dropped_by_parser=dropped_by_parser,
+        listed_counts=loaded.listed_counts,
+        dropped_by_parser=loaded.dropped,
+        strict=strict,
         report_extra={
             "data_dir": os.path.abspath(os.fspath(data_dir)),
-            "parser": parser_report,
+            "parser": loaded.parser_report,
             "counts_check": counts_check,
         },
     )

@@ -11,7 +11,7 @@ import soundfile
 import tensorflow as tf
 
 from smcn_tf import prepare
-from smcn_tf.data import pipeline, records
+from smcn_tf.data import pipeline, records, registry
 from smcn_tf.data.utterance import Utterance
 from smcn_tf.features import audio
 
@@ -310,8 +310,8 @@ def test_nothing_readable_is_an_error(tmp_path, utterances, audio_layer):
 
 
 def test_prepare_corpus_rejects_unknown_corpus(tmp_path):
-    supported = r"\['iemocap', 'demo', 'meld', 'demo-meld'\]"
-    with pytest.raises(ValueError, match=rf"'cmu-mosei'.*{supported}"):
+    known = r"\['iemocap', 'demo', 'meld', 'demo-meld', 'csv'\]"
+    with pytest.raises(ValueError, match=rf"'cmu-mosei'.*{known}"):
         prepare.prepare_corpus(
             "cmu-mosei", tmp_path, tmp_path / "out", pooling=5, max_frames=500, max_tokens=150
         )
@@ -733,7 +733,7 @@ def test_missing_file_recomputes_only_its_shard(tmp_path):
     before = _shard_mtimes(out_dir)
 
     # The first utterance of the corpus loses its wav.
-    parsed = prepare._parse_corpus("demo", root, False)[0]
+    parsed = registry.get_corpus("demo").load(root).utterances
     earliest = min(u.utterance_id for u in parsed)
     wav = next(u.audio_path for u in parsed if u.utterance_id == earliest)
     with open(out_dir / "shard-00000-of-00010.tfrecord.json") as file:
@@ -760,7 +760,7 @@ def test_cli_prepare_lists_skips(tmp_path, monkeypatch, capsys):
 
     monkeypatch.setattr(prepare, "TextEncoder", lambda *args, **kwargs: FakeTextEncoder())
     root = demo.write_demo_corpus(tmp_path / "demo", seed=0, utterances_per_speaker=4)
-    parsed = prepare._parse_corpus("demo", root, False)[0]
+    parsed = registry.get_corpus("demo").load(root).utterances
     by_id = sorted(parsed, key=lambda u: u.utterance_id)
     for utterance in by_id[:12]:  # 12 missing wavs: more than the console lists
         os.remove(utterance.audio_path)

@@ -209,14 +209,20 @@ class TrainingBackup(keras.callbacks.Callback):
             the logs.
         state: the state this run resumed from, if any.
         extra: more values for `state.json`.
+        stateful: `{name: callback}` of callbacks with a `get_state()` whose
+            state must resume too (`smcn_tf.selection`); saved under
+            `state.json`'s `"callbacks"`, read back with `callback_state`.
     """
 
-    def __init__(self, backup_dir, fingerprint=None, write=True, state=None, extra=None):
+    def __init__(
+        self, backup_dir, fingerprint=None, write=True, state=None, extra=None, stateful=None
+    ):
         super().__init__()
         self.backup_dir = backup_dir
         self.fingerprint = fingerprint
         self.write = write
         self.extra = extra
+        self.stateful = dict(stateful or {})
         # The logs of the last finished epoch, also when it ran before a resume.
         self.last_logs = dict(state["logs"]) if state else {}
 
@@ -229,5 +235,17 @@ class TrainingBackup(keras.callbacks.Callback):
                 epoch + 1,
                 logs=self.last_logs,
                 fingerprint=self.fingerprint,
-                extra=self.extra,
+                extra={
+                    **(self.extra or {}),
+                    "callbacks": {
+                        name: callback.get_state() for name, callback in self.stateful.items()
+                    },
+                },
             )
+
+
+def callback_state(state, name):
+    """The state a `TrainingBackup` kept for its stateful callback `name`, or None."""
+    if not state:
+        return None
+    return state.get("callbacks", {}).get(name)

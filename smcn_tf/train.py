@@ -9,13 +9,19 @@ Layout of a run directory:
                                       state and data position (smcn_tf.resume);
                                       deleted when the fold is done
     <run>/<fold>/checkpoints/         weights at the end of every epoch
+    <run>/<fold>/best.weights.h5      the best validation epoch's weights
+                                      (training.select: best)
     <run>/<fold>/model.keras          the model after the last step
     <run>/<fold>/results.json         its scores on the held-out group
     <run>/<fold>/timing.json          wall times (kept out of results.json)
     <run>/summary.json                per-fold, mean, std and pooled scores
 
-No checkpoint is ever chosen by its score on the test group: every fold trains
-for the configured number of steps and the last weights are scored. A fold
+No checkpoint is ever chosen by its score on the test group. By default (the
+paper) every fold trains for the configured number of steps and the last
+weights are scored; with `evaluation.validation` a validation set is carved
+out of the fold's training groups, and `training.select: best` keeps the
+epoch with the best validation UA, optionally stopping early (see
+`smcn_tf.selection`; `results.json` records the choice). A fold
 whose `results.json` exists is not trained again, and a fold interrupted
 after any epoch resumes from its backup: on CPU the resumed run ends with
 weights and `results.json` bit-identical to an uninterrupted one.
@@ -36,10 +42,11 @@ import keras
 import tensorflow as tf
 import yaml
 
-from smcn_tf import distribute, evaluate, metrics, resume
+from smcn_tf import distribute, evaluate, metrics, resume, selection
 from smcn_tf.data import pipeline, records
 from smcn_tf.io_utils import read_json, write_json_atomic
 from smcn_tf.model import build_smcn, dtype_policy
+from smcn_tf.normalization import adapt_audio_normalization
 
 
 def build_model(config, manifest, use_cudnn="auto"):
@@ -60,6 +67,7 @@ def build_model(config, manifest, use_cudnn="auto"):
         stop_gradient_target=model_config.stop_gradient_target,
         dropout=model_config.dropout,
         recurrent_core=model_config.recurrent_core,
+        audio_normalization=model_config.audio_normalization,
         use_cudnn=use_cudnn,
     )
 
@@ -132,11 +140,13 @@ def fold_plan(config, manifest):
     return [("split", list(evaluation.train_groups), list(evaluation.test_groups))]
 
 
-def _config_fingerprint(config, train_groups):
+def _config_fingerprint(config, train_groups, validation=None):
     """What a backup must have been written under to be resumed exactly."""
     settings = config.to_dict()
     relevant = {key: settings[key] for key in ("features", "model", "training")}
     relevant["train_groups"] = sorted(train_groups)
+    if validation is not None:
+        relevant["validation"] = validation
     text = json.dumps(relevant, sort_keys=True)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
@@ -229,7 +239,15 @@ def train_fold(
     fold_dir = os.path.join(run_dir, fold)
     results_path = os.path.join(fold_dir, "results.json")
     backup_dir = os.path.join(fold_dir, "backup")
-    fingerprint = _config_fingerprint(config, train_groups)
+    fit_groups, validation = selection.validation_plan(
+        config.evaluation.validation,
+        list(manifest["groups"]),
+        train_groups,
+        test_groups,
+        config.evaluation.validation_fraction,
+        training.seed,
+    )
+    fingerprint = _config_fingerprint(config, train_groups, validation)
     finished = os.path.exists(results_path)
     # Every worker resumes from the chief's backup (a shared filesystem).
     state = None if finished else resume.read_backup(backup_dir, fingerprint)
@@ -261,10 +279,18 @@ def train_fold(
     if training.class_weights == "balanced":
         class_weights = balanced_class_weights(manifest, train_groups)
 
+    # The fraction side of a validation plan: dropped from training, kept alone
+    # for validation.
+    holdout = {}
+    if validation is not None and validation["kind"] == "fraction":
+        holdout = dict(
+            holdout_fraction=validation["fraction"], holdout_seed=validation["seed"]
+        )
+
     def make_train_dataset(num_shards, shard_index, batch_size, start_batch=start_batch):
         dataset = pipeline.make_dataset(
             records_dir,
-            groups=train_groups,
+            groups=fit_groups,
             batch_size=batch_size,
             shuffle=True,
             repeat=True,
@@ -274,6 +300,7 @@ def train_fold(
             start_batch=start_batch,
             num_shards=num_shards,
             shard_index=shard_index,
+            **holdout,
         )
         if class_weights is not None:
             table = tf.constant(class_weights, tf.float32)
@@ -295,6 +322,32 @@ def train_fold(
         if state:
             with strategy.scope():
                 resume.restore_backup(model, backup_dir, state)
+        else:
+            # Statistics of the fitting data alone (a no-op without
+            # model.audio_normalization: global); a resumed fold restores them.
+            adapt_audio_normalization(
+                model,
+                pipeline.make_dataset(
+                    records_dir, groups=fit_groups, batch_size=training.batch_size, **holdout
+                ),
+            )
+        validation_dataset = None
+        if validation is not None:
+            validation_dataset = pipeline.make_dataset(
+                records_dir,
+                groups=validation["groups"],
+                batch_size=training.batch_size,
+                **({**holdout, "holdout": "only"} if holdout else {}),
+            )
+        selector = None
+        if training.select == "best" or training.early_stopping_patience:
+            selector = selection.BestValidationCheckpoint(
+                os.path.join(fold_dir, selection.BEST_WEIGHTS_FILE),
+                save=training.select == "best",
+                patience=training.early_stopping_patience,
+                write=chief,
+                state=resume.callback_state(state, "selection"),
+            )
         backup = resume.TrainingBackup(
             backup_dir,
             fingerprint=fingerprint,
@@ -306,8 +359,10 @@ def train_fold(
                 "replicas": strategy.num_replicas_in_sync,
                 "workers": distribute.num_workers(strategy),
             },
+            stateful={"selection": selector} if selector else None,
         )
-        fit_callbacks = [backup, *callbacks]
+        # The selector's state after an epoch belongs in that epoch's backup.
+        fit_callbacks = [*([selector] if selector else []), backup, *callbacks]
         if chief:
             fit_callbacks = [
                 _FlushingTensorBoard(
@@ -320,15 +375,18 @@ def train_fold(
                 *fit_callbacks,
             ]
         started = time.time()
-        model.fit(
-            train_dataset,
-            epochs=epochs,
-            initial_epoch=completed_epochs,
-            steps_per_epoch=steps_per_epoch,
-            callbacks=fit_callbacks,
-            verbose=verbose,
-            shuffle=False,  # the dataset itself shuffles, with the configured seed
-        )
+        stopped = selector is not None and selector.stopped_epoch is not None
+        if not stopped:  # a fold that stopped early before a restart is done
+            model.fit(
+                train_dataset,
+                epochs=epochs,
+                initial_epoch=completed_epochs,
+                steps_per_epoch=steps_per_epoch,
+                callbacks=fit_callbacks,
+                verbose=verbose,
+                shuffle=False,  # the dataset itself shuffles, with the configured seed
+                validation_data=validation_dataset,
+            )
         training_seconds = time.time() - started
         if not chief:
             return None
@@ -336,16 +394,25 @@ def train_fold(
         started = time.time()
         if distribute.is_distributed(strategy):
             model = _single_device_copy(model, config, manifest, element_spec)
+        best_path = os.path.join(fold_dir, selection.BEST_WEIGHTS_FILE)
+        if training.select == "best" and selector.best_epoch is not None:
+            model.load_weights(best_path)
         model.save(os.path.join(fold_dir, "model.keras"))
         # Only what training computes: equal, bit for bit, whether or not the
         # fold was interrupted and resumed (wall times go to timing.json).
+        epochs_run = epochs
+        if selector is not None and selector.stopped_epoch is not None:
+            epochs_run = selector.stopped_epoch
         results = {
             "fold": fold,
             "variant": config.model.variant,
             "train_groups": list(train_groups),
             "test_groups": list(test_groups),
-            "steps": epochs * steps_per_epoch,
+            "steps": epochs_run * steps_per_epoch,
             "final_training_logs": backup.last_logs,
+            "selection": _selection_record(
+                config, validation, fit_groups, selector, epochs_run, records_dir
+            ),
         }
         if test_groups:
             test_dataset = pipeline.make_dataset(
@@ -382,6 +449,37 @@ def train_fold(
     write_json_atomic(results_path, results)
     resume.remove_backup(backup_dir)
     return results
+
+
+def _selection_record(config, validation, fit_groups, selector, epochs_run, records_dir):
+    """What results.json says about the validation set and the kept weights."""
+    record = {
+        "select": config.training.select,
+        "validation": config.evaluation.validation,
+        "fit_groups": list(fit_groups),
+        "epochs_run": int(epochs_run),
+        "kept_epoch": int(epochs_run),
+    }
+    if validation is not None:
+        record["validation_groups"] = list(validation["groups"])
+        if validation["kind"] == "fraction":
+            held_out, _ = pipeline.held_out_ids(
+                records_dir, validation["groups"], validation["fraction"], validation["seed"]
+            )
+            record["validation_fraction"] = validation["fraction"]
+            record["validation_examples"] = len(held_out)
+        else:
+            record["validation_examples"] = pipeline.count_examples(
+                records_dir, groups=validation["groups"]
+            )
+    if selector is not None:
+        record["best_validation_unweighted_accuracy"] = selector.best
+        record["best_epoch"] = selector.best_epoch
+        record["early_stopping_patience"] = selector.patience
+        record["stopped_early_at_epoch"] = selector.stopped_epoch
+        if config.training.select == "best" and selector.best_epoch is not None:
+            record["kept_epoch"] = int(selector.best_epoch)
+    return record
 
 
 def _log_test_scores(log_dir, scores, step):

@@ -30,6 +30,9 @@ if kind == "mirrored":
     tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
     distribute._STRATEGIES["mirrored"] = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
     overrides.append("training.strategy=mirrored")
+if kind == "best":  # a validation fraction and the best epoch: chosen alike
+    overrides += ["evaluation.validation=fraction", "evaluation.validation_fraction=0.3",
+                  "training.select=best"]
 import keras
 from smcn_tf.config import load_config
 from smcn_tf.train import run_experiment
@@ -103,7 +106,7 @@ def _model_state(path):
     )
 
 
-@pytest.mark.parametrize("kind", ["default", "mirrored"])
+@pytest.mark.parametrize("kind", ["default", "mirrored", "best"])
 def test_a_killed_and_resumed_fold_equals_an_uninterrupted_one(demo_features, tmp_path, kind):
     straight_dir = str(tmp_path / "straight")
     resumed_dir = str(tmp_path / "resumed")

@@ -21,9 +21,14 @@ For training it also offers:
   deterministic, and a resumed run skips to the batch it stopped at, reading
   but not parsing the skipped records (and not reading whole skipped passes);
 - sharding among workers (`num_shards`, `shard_index`): disjoint shares of the
-  same shuffled order that together cover every item once per pass.
+  same shuffled order that together cover every item once per pass;
+- a validation share of the selected groups (`holdout_fraction`,
+  `holdout`): the items whose seeded id hash falls under the fraction, or
+  all the others (see `held_out_ids`).
 """
 
+import hashlib
+import json
 import numbers
 import os
 import random
@@ -118,6 +123,74 @@ def _check_integer(name, value, minimum):
     return int(value)
 
 
+HOLDOUT_SIDES = ("exclude", "only")
+
+
+def is_held_out(utterance_id, fraction, seed):
+    """Whether `utterance_id` falls in the held-out share `fraction` under `seed`.
+
+    A stable hash of `(seed, id)`: the same id is held out in every run and
+    on every machine, whatever the other ids are.
+
+    >>> is_held_out("Ses01F_impro01_F000", 1.0, seed=1)
+    True
+    >>> is_held_out("Ses01F_impro01_F000", 0.0, seed=1)
+    False
+    """
+    digest = hashlib.sha256(f"{seed}:{utterance_id}".encode("utf-8")).hexdigest()
+    return int(digest[:15], 16) < fraction * 16**15
+
+
+def held_out_ids(records_dir, groups, fraction, seed):
+    """The ids of `groups` that `is_held_out` holds out, from the shard sidecars.
+
+    Args:
+        records_dir: a records directory written by `smcn_tf.prepare`.
+        groups: the groups to draw from.
+        fraction: the share held out, in (0, 1).
+        seed: the hash seed.
+
+    Returns:
+        `(held_out, total)`: the held-out ids (a sorted list) and how many
+        items the groups hold.
+
+    Raises:
+        ValueError: a shard has no sidecar, or mixes selected and other
+            groups (its items' groups are then unknown).
+    """
+    manifest = records.read_manifest(records_dir)
+    wanted = set(groups)
+    held_out, total = [], 0
+    for shard in manifest["shards"]:
+        if shard["count"] == 0:
+            continue
+        if not isinstance(shard.get("groups"), dict):
+            raise ValueError(
+                f"{records_dir}: shard {shard['file']} does not list its groups; a "
+                "validation fraction needs group-pure shards (re-run smcn prepare)."
+            )
+        shard_groups = {name for name, count in shard["groups"].items() if count}
+        if not shard_groups & wanted:
+            continue
+        if not shard_groups <= wanted:
+            raise ValueError(
+                f"{records_dir}: shard {shard['file']} holds groups "
+                f"{sorted(shard_groups)}, some of them not selected; a validation "
+                "fraction needs group-pure shards (re-run smcn prepare)."
+            )
+        sidecar = os.path.join(records_dir, shard["file"] + ".json")
+        if not os.path.isfile(sidecar):
+            raise ValueError(
+                f"{sidecar} is missing: a validation fraction reads the utterance ids "
+                "from the shard sidecars that smcn prepare writes."
+            )
+        with open(sidecar, encoding="utf-8") as stream:
+            ids = json.load(stream)["utterance_ids"]
+        total += len(ids)
+        held_out += [name for name in ids if is_held_out(name, fraction, seed)]
+    return sorted(held_out), total
+
+
 def _pass_seed(seed, pass_index):
     # A stateless seed pair per pass: any pass's order is a function of
     # (seed, pass) alone, which lets a resumed stream start at any pass
@@ -144,6 +217,9 @@ def make_dataset(
     start_batch=0,
     num_shards=1,
     shard_index=0,
+    holdout_fraction=None,
+    holdout_seed=0,
+    holdout="exclude",
 ):
     """Builds a batched `tf.data.Dataset` over prepared records.
 
@@ -192,6 +268,12 @@ def make_dataset(
             `num_shards`-th item of each pass: the shards are disjoint and
             together hold each item once per pass.
         shard_index: this worker's shard, `0 <= shard_index < num_shards`.
+        holdout_fraction: carve a validation share out of the selected
+            groups: the items `is_held_out(id, holdout_fraction,
+            holdout_seed)` picks. `None`: off.
+        holdout_seed: the hash seed of that share.
+        holdout: `"exclude"` drops the share (the training side), `"only"`
+            keeps the share alone (the validation side).
 
     Returns:
         A `tf.data.Dataset` of `(inputs, label)` (or `(inputs, label,
@@ -241,10 +323,21 @@ def make_dataset(
     manifest = records.read_manifest(records_dir)
     kept = select_groups(manifest, groups, exclude_groups, records_dir=records_dir)
     num_kept = sum(sum(manifest["counts"].get(group, {}).values()) for group in kept)
+    held_out = None
+    if holdout_fraction is not None:
+        if holdout not in HOLDOUT_SIDES:
+            raise ValueError(f"holdout must be one of {list(HOLDOUT_SIDES)}, got {holdout!r}.")
+        if not 0.0 < holdout_fraction < 1.0:
+            raise ValueError(
+                f"holdout_fraction must lie strictly between 0 and 1, got {holdout_fraction!r}."
+            )
+        held_out, _ = held_out_ids(records_dir, kept, holdout_fraction, holdout_seed)
+        num_kept = len(held_out) if holdout == "only" else num_kept - len(held_out)
     if num_kept == 0:
         raise ValueError(
-            f"The selection groups={groups!r}, exclude_groups={exclude_groups!r} keeps no "
-            f"examples of {records_dir} (groups {manifest['groups']})."
+            f"The selection groups={groups!r}, exclude_groups={exclude_groups!r}"
+            + ("" if held_out is None else f", holdout={holdout!r} of {holdout_fraction}")
+            + f" keeps no examples of {records_dir} (groups {manifest['groups']})."
         )
     # Items of one pass that this shard keeps (`shard` keeps i, i + n, ...).
     items_per_pass = len(range(shard_index, num_kept, num_shards))
@@ -267,6 +360,16 @@ def make_dataset(
         seed = random.randrange(_MAX_SEED) if shuffle else 0
     seed %= _MAX_SEED
     bucketing = bucket_window >= 2
+
+    if held_out is not None:
+        # Made once, out here: the passes' dataset functions capture it.
+        table = tf.lookup.StaticHashTable(
+            tf.lookup.KeyValueTensorInitializer(
+                tf.constant(held_out or [""], tf.string),
+                tf.constant([1] * len(held_out) or [0], tf.int64),
+            ),
+            default_value=0,
+        )
 
     def read_records(pass_seed):
         if shuffle and not cache and len(files) > 1:
@@ -296,6 +399,18 @@ def make_dataset(
                         tf.io.parse_single_example(serialized, group_feature)["group"],
                         kept_tensor,
                     )
+                )
+            )
+        if held_out is not None:
+            # Parses only the `utterance_id` feature.
+            id_feature = {"utterance_id": tf.io.FixedLenFeature([], tf.string)}
+            wanted = 1 if holdout == "only" else 0
+            dataset = dataset.filter(
+                lambda serialized: tf.equal(
+                    table.lookup(
+                        tf.io.parse_single_example(serialized, id_feature)["utterance_id"]
+                    ),
+                    wanted,
                 )
             )
         return dataset
@@ -398,4 +513,11 @@ def make_dataset(
     dataset = dataset.padded_batch(batch_size, drop_remainder=drop_remainder)
     if batches_to_skip:
         dataset = dataset.skip(batches_to_skip)
+    if not repeat and start_batch == 0:
+        # A known length lets Keras size its progress and end an evaluation
+        # without a "ran out of data" warning.
+        divide = (lambda a, b: a // b) if drop_remainder else (lambda a, b: -(-a // b))
+        dataset = dataset.apply(
+            tf.data.experimental.assert_cardinality(divide(items_per_pass, batch_size))
+        )
     return dataset.prefetch(tf.data.AUTOTUNE)

@@ -470,3 +470,90 @@ def test_the_stream_ignores_the_global_seed(corpus):
         assert ids() == unseeded
     finally:
         tf.random.set_seed(None)
+
+
+@pytest.fixture(scope="module")
+def pure_corpus(tmp_path_factory):
+    """Group-pure shards with sidecars, as `smcn prepare` writes them."""
+    import json
+
+    out_dir = tmp_path_factory.mktemp("pure_records")
+    rng = np.random.default_rng(1)
+    shards = []
+    counts = {group: dict.fromkeys(CLASS_NAMES, 0) for group in GROUPS}
+    for position, group in enumerate(GROUPS):
+        serialized, ids = [], []
+        for row in range(20):
+            utterance_id = f"{group}_utt{row:03d}"
+            label = int(rng.integers(4))
+            counts[group][CLASS_NAMES[label]] += 1
+            ids.append(utterance_id)
+            serialized.append(
+                records.serialize_example(
+                    utterance_id, "spk", group, label,
+                    rng.normal(size=(int(rng.integers(1, 9)), AUDIO_DIM)),
+                    rng.normal(size=(3, TEXT_DIM)),
+                )
+            )
+        name = records.shard_name(position, len(GROUPS))
+        records.write_shard(out_dir / name, serialized)
+        (out_dir / (name + ".json")).write_text(json.dumps({"utterance_ids": ids}))
+        shards.append({"file": name, "count": 20, "groups": {group: 20}})
+    _write_manifest(out_dir, "demo", shards, counts)
+    return out_dir
+
+
+def _ids(dataset):
+    return [
+        value.decode()
+        for _, _, metadata in dataset
+        for value in metadata["utterance_id"].numpy()
+    ]
+
+
+def test_holdout_fraction_splits_the_selected_groups_disjointly(pure_corpus):
+    train_groups = ["Session1", "Session2"]
+    expected, total = pipeline.held_out_ids(pure_corpus, train_groups, 0.25, seed=3)
+    assert total == 40
+    assert 0 < len(expected) < 40
+    assert all(name.split("_")[0] in train_groups for name in expected)
+    common = dict(groups=train_groups, include_metadata=True, batch_size=7)
+    held = _ids(
+        pipeline.make_dataset(
+            pure_corpus, holdout_fraction=0.25, holdout_seed=3, holdout="only", **common
+        )
+    )
+    rest = _ids(
+        pipeline.make_dataset(pure_corpus, holdout_fraction=0.25, holdout_seed=3, **common)
+    )
+    assert sorted(held) == expected
+    assert not set(held) & set(rest)
+    assert sorted(held + rest) == sorted(_ids(pipeline.make_dataset(pure_corpus, **common)))
+    # Another seed holds out other items.
+    other, _ = pipeline.held_out_ids(pure_corpus, train_groups, 0.25, seed=4)
+    assert other != expected
+
+
+def test_holdout_training_stream_resumes_exactly(pure_corpus):
+    common = dict(
+        groups=["Session1", "Session2"], batch_size=4, shuffle=True, repeat=True, seed=5,
+        bucket_window=3, include_metadata=True, holdout_fraction=0.3, holdout_seed=5,
+    )
+    stream = [batch[2]["utterance_id"].numpy().tolist()
+              for batch in pipeline.make_dataset(**common, records_dir=pure_corpus).take(12)]
+    resumed = [batch[2]["utterance_id"].numpy().tolist()
+               for batch in pipeline.make_dataset(
+                   **common, records_dir=pure_corpus, start_batch=7).take(5)]
+    assert resumed == stream[7:12]
+    held, _ = pipeline.held_out_ids(pure_corpus, ["Session1", "Session2"], 0.3, 5)
+    assert not {name.decode() for batch in stream for name in batch} & set(held)
+
+
+def test_holdout_rejects_mixed_shards_and_bad_fractions(corpus, pure_corpus):
+    out_dir, _ = corpus
+    with pytest.raises(ValueError, match="group-pure"):
+        pipeline.make_dataset(out_dir, groups=["Session1"], holdout_fraction=0.2)
+    with pytest.raises(ValueError, match="holdout_fraction"):
+        pipeline.make_dataset(pure_corpus, holdout_fraction=1.5)
+    with pytest.raises(ValueError, match="holdout must be"):
+        pipeline.make_dataset(pure_corpus, holdout_fraction=0.5, holdout="keep")

@@ -15,6 +15,10 @@ class Utterance:
         speaker: the speaker id, e.g. `"Ses01F"`.
         group: the fold key: `"Session1"` .. `"Session5"` for IEMOCAP, the split
             name (`"train"`, `"dev"`, `"test"`) for MELD.
+        start_seconds: where the utterance starts in `audio_path`, in seconds;
+            None: at the start of the file.
+        end_seconds: where it ends; None: at the end of the file. With
+            neither set (IEMOCAP, MELD) the whole file is the utterance.
     """
 
     utterance_id: str
@@ -23,6 +27,13 @@ class Utterance:
     label: str
     speaker: str
     group: str
+    start_seconds: float | None = None
+    end_seconds: float | None = None
+
+    @property
+    def is_segment(self):
+        """True when only a part of `audio_path` is the utterance."""
+        return self.start_seconds is not None or self.end_seconds is not None
 
 
 class CorpusFormatError(ValueError):
