@@ -99,6 +99,9 @@ class TrainingConfig:
     # Stop a fold after this many epochs without a better validation UA
     # (0: off; needs evaluation.validation).
     early_stopping_patience: int = 0
+    # TensorBoard: the confusion matrix of the training groups every this
+    # many epochs (0: off; the held-out one is always logged).
+    confusion_every_epochs: int = 0
 
 
 @dataclasses.dataclass
@@ -255,6 +258,7 @@ def validate_config(config, source="<config>"):
         # A window of one batch sorts nothing: turn length_bucketing off instead.
         ("training.bucket_window", config.training.bucket_window >= 2),
         ("training.early_stopping_patience", config.training.early_stopping_patience >= 0),
+        ("training.confusion_every_epochs", config.training.confusion_every_epochs >= 0),
         ("evaluation.validation_fraction", 0.0 < config.evaluation.validation_fraction < 1.0),
     ]
     for field, ok in checks:

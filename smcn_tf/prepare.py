@@ -377,6 +377,11 @@ def _compute_shard(
         raise ValueError(
             f"The text encoder returned {len(text_features)} arrays for {len(kept)} transcripts."
         )
+    # The word pieces, for TensorBoard's attention figures (encoders without
+    # a tokenizer, such as test fakes, have none).
+    tokens = None
+    if kept and hasattr(text_encoder, "token_strings"):
+        tokens = text_encoder.token_strings(transcripts)
     timings["text_features"] = time.perf_counter() - start
 
     start = time.perf_counter()
@@ -398,6 +403,7 @@ def _compute_shard(
         "count": count,
         "digest": digest,
         "utterance_ids": [utterance.utterance_id for utterance in kept],
+        "tokens": tokens,
         "skipped": skipped,
         "truncated": [item for item in truncated if item["utterance_id"] in kept_ids],
         "audio_dim": int(kept_audio[0].shape[1]) if kept else None,
@@ -944,6 +950,7 @@ def prepare_corpus(
     text_encoder=None,
     min_seconds=MIN_SECONDS_DEFAULT,
     corpus_options=None,
+    sample_rate=16000,
 ):
     """Parses a corpus and prepares its features as sharded TFRecords.
 
@@ -980,6 +987,9 @@ def prepare_corpus(
         corpus_options: the corpus' own options for its adapter's `load`,
             e.g. `{"classes": ["ang", "hap"], "label_map": {"exc": "hap"}}`
             for `"csv"`.
+        sample_rate: the rate, in Hz, audio is read (and resampled) at and
+            the log-Mel frames are computed for (`features.sample_rate`;
+            default 16000, IEMOCAP's own rate).
 
     Returns:
         The report of `prepare_utterances`, plus `data_dir`, `parser` (for
@@ -1012,7 +1022,7 @@ def prepare_corpus(
         _warn_loudly(corpus, data_dir, counts_check, sys.stderr)
     if not loaded.utterances:
         raise ValueError(f"No usable utterances found in {data_dir} (corpus {corpus!r}).")
-    audio_layer = LogMelFeatures(pooling=pooling, max_frames=max_frames)
+    audio_layer = LogMelFeatures(sample_rate=sample_rate, pooling=pooling, max_frames=max_frames)
     if text_encoder is None:
         text_encoder = TextEncoder(text_encoder_dir, max_tokens=max_tokens)
     return prepare_utterances(

@@ -4,7 +4,11 @@ Layout of a run directory:
 
     <run>/config.yaml                 the resolved config
     <run>/features.json               the feature settings the models expect
-    <run>/tensorboard/<fold>/         TensorBoard events: every loss term and metric
+    <run>/tensorboard/<fold>/         TensorBoard: every loss term and metric, the
+                                      held-out confusion matrix and per-class table,
+                                      attention figures, calibration diagnostics,
+                                      HParams and the embedding projector (see
+                                      smcn_tf.tensorboard_logging)
     <run>/<fold>/backup/              the last epoch's weights, optimizer, random
                                       state and data position (smcn_tf.resume);
                                       deleted when the fold is done
@@ -43,6 +47,7 @@ import tensorflow as tf
 import yaml
 
 from smcn_tf import distribute, evaluate, metrics, resume, selection
+from smcn_tf import tensorboard_logging as board
 from smcn_tf.data import pipeline, records
 from smcn_tf.io_utils import read_json, write_json_atomic
 from smcn_tf.model import build_smcn, dtype_policy
@@ -363,10 +368,14 @@ def train_fold(
         )
         # The selector's state after an epoch belongs in that epoch's backup.
         fit_callbacks = [*([selector] if selector else []), backup, *callbacks]
+        board_dir = os.path.join(run_dir, "tensorboard", fold)
         if chief:
             fit_callbacks = [
-                _FlushingTensorBoard(
-                    os.path.join(run_dir, "tensorboard", fold), update_freq="epoch"
+                _FlushingTensorBoard(board_dir, update_freq="epoch"),
+                # Read-only views; they choose nothing.
+                *_board_callbacks(
+                    config, records_dir, board_dir, manifest, fit_groups, test_groups,
+                    validation, holdout,
                 ),
                 keras.callbacks.ModelCheckpoint(
                     os.path.join(fold_dir, "checkpoints", "epoch-{epoch:03d}.weights.h5"),
@@ -425,7 +434,12 @@ def train_fold(
             scores = evaluate.score_predictions(
                 predictions["labels"], predictions["predictions"], manifest["class_names"]
             )
-            _log_test_scores(os.path.join(run_dir, "tensorboard", fold), scores, epochs)
+            _log_test_scores(board_dir, scores, epochs)
+            _log_held_out_views(
+                board_dir, model, records_dir, test_dataset, predictions,
+                manifest["class_names"], epochs,
+            )
+            board.log_hparams(board_dir, config, scores)
             results.update(scores)
             results["predictions"] = [
                 {"utterance_id": utterance_id, "label": int(label), "prediction": int(pred)}
@@ -435,7 +449,8 @@ def train_fold(
                     predictions["predictions"],
                 )
             ]
-        # else: the final model, nothing held out, nothing to score.
+        else:  # the final model, nothing held out, nothing to score
+            board.log_hparams(board_dir, config, None)
     write_json_atomic(
         os.path.join(fold_dir, "timing.json"),
         {
@@ -480,6 +495,60 @@ def _selection_record(config, validation, fit_groups, selector, epochs_run, reco
         if config.training.select == "best" and selector.best_epoch is not None:
             record["kept_epoch"] = int(selector.best_epoch)
     return record
+
+
+def _board_callbacks(
+    config, records_dir, board_dir, manifest, fit_groups, test_groups, validation, holdout
+):
+    """The per-epoch TensorBoard views: calibration diagnostics, training confusion.
+
+    The calibration diagnostics read the held-out group (the final model, which
+    has none, reads its validation set, else its training groups).
+    """
+    batch_size = config.training.batch_size
+    if test_groups:
+        diagnosed = pipeline.make_dataset(records_dir, groups=test_groups, batch_size=batch_size)
+    elif validation is not None:
+        diagnosed = pipeline.make_dataset(
+            records_dir, groups=validation["groups"], batch_size=batch_size,
+            **({**holdout, "holdout": "only"} if holdout else {}),
+        )
+    else:
+        diagnosed = pipeline.make_dataset(
+            records_dir, groups=fit_groups, batch_size=batch_size, **holdout
+        )
+    views = [board.CalibrationDiagnostics(os.path.join(board_dir, board.CALIBRATION_DIR), diagnosed)]
+    every = config.training.confusion_every_epochs
+    if every:
+        views.append(
+            board.TrainingConfusionCallback(
+                os.path.join(board_dir, board.TRAIN_CONFUSION_DIR),
+                pipeline.make_dataset(
+                    records_dir, groups=fit_groups, batch_size=batch_size, **holdout
+                ),
+                manifest["class_names"],
+                every_epochs=every,
+            )
+        )
+    return views
+
+
+def _log_held_out_views(board_dir, model, records_dir, test_dataset, predictions,
+                        class_names, step):
+    """Confusion matrix, per-class table, attention figures and projector, held out."""
+    held_out_dir = os.path.join(board_dir, board.HELD_OUT_DIR)
+    board.log_held_out_evaluation(
+        held_out_dir, predictions["labels"], predictions["predictions"], class_names, step
+    )
+    chosen = board.select_attention_examples(predictions["utterance_ids"], predictions["labels"])
+    inputs, labels, ids = board.gather_examples(test_dataset, chosen)
+    board.log_attention(
+        held_out_dir, model, inputs, ids, records.read_token_strings(records_dir, ids), step,
+        labels=labels, class_names=class_names,
+    )
+    board.log_embeddings(
+        os.path.join(board_dir, board.PROJECTOR_DIR), model, test_dataset, class_names
+    )
 
 
 def _log_test_scores(log_dir, scores, step):
@@ -565,6 +634,11 @@ def run_experiment(
     if not chief:
         return None
     summary = evaluate.summarize_folds(fold_results, manifest["class_names"])
+    if fold_results:
+        board.log_hparams(
+            os.path.join(run_dir, "tensorboard", board.MEAN_SESSION), config, summary["mean"],
+            fold=board.MEAN_SESSION,
+        )
     summary["variant"] = config.model.variant
     summary["records_dir"] = os.path.abspath(records_dir)
     if final_model:

@@ -73,11 +73,66 @@ def test_run_writes_results_logs_every_loss_term_and_resumes(demo_features, tmp_
         os.path.join(run_dir, "tensorboard", "Session2", "test")
     )
 
+    _check_tensorboard_views(run_dir, demo_features, results)
+
     # A finished fold is not trained again: its results file stands.
     stamp = os.path.getmtime(os.path.join(run_dir, "Session2", "model.keras"))
     again = run_experiment(config, demo_features, run_dir, verbose=0, log=lambda _: None)
     assert os.path.getmtime(os.path.join(run_dir, "Session2", "model.keras")) == stamp
     assert again["folds"] == summary["folds"]
+
+
+def _events(directory):
+    for path in sorted(glob.glob(os.path.join(directory, "events.out.tfevents.*"))):
+        yield from tf.compat.v1.train.summary_iterator(path)
+
+
+def _check_tensorboard_views(run_dir, records_dir, results):
+    """What `smcn train` adds to TensorBoard beyond the Keras curves."""
+    from smcn_tf.data import records
+
+    board = os.path.join(run_dir, "tensorboard", "Session2")
+    held_out = {}
+    for event in _events(os.path.join(board, "held_out")):
+        for value in event.summary.value:
+            held_out[value.tag] = value
+    assert "evaluation/confusion_matrix" in held_out
+    # The per-class table states the held-out supports of results.json.
+    table = tf.make_ndarray(held_out["evaluation/classification_report"].tensor)
+    lines = b"\n".join(table.reshape(-1)).decode("utf-8").splitlines()
+    for name in results["class_names"]:
+        row = results["classes"][name]
+        (line,) = [line for line in lines if line.startswith(f"| {name} |")]
+        assert line.endswith(f"| {row['recall']:.4f} | {row['f1']:.4f} | {row['support']} |")
+    # Attention figures for two utterances per class, drawn with token strings.
+    attention = sorted(tag for tag in held_out if tag.startswith("attention/"))
+    assert len(attention) == 2 * len(results["class_names"])
+    chosen = [tag.split("/", 1)[1] for tag in attention]
+    tokens = records.read_token_strings(records_dir, chosen)
+    assert tokens and all(strings[0] == "[CLS]" and strings[-1] == "[SEP]" for strings in tokens)
+    # Calibration diagnostics and the learning rate, once per epoch.
+    steps = {}
+    for event in _events(os.path.join(board, "calibration")):
+        for value in event.summary.value:
+            steps.setdefault(value.tag, []).append(event.step)
+    for tag in ("calibration/cosine_Fca_Ft", "calibration/mse_Fct_Fa",
+                "calibration/cosine_Fa_Ft", "optimizer/learning_rate"):
+        assert sorted(steps[tag]) == [0, 1], tag
+    # HParams sessions: the fold and the run's mean.
+    for session in ("Session2", "mean"):
+        plugins = {
+            value.metadata.plugin_data.plugin_name
+            for event in _events(os.path.join(run_dir, "tensorboard", session))
+            for value in event.summary.value
+        }
+        assert "hparams" in plugins, session
+    # The projector's config names files that exist.
+    projector = os.path.join(board, "projector")
+    config_text = open(os.path.join(projector, "projector_config.pbtxt")).read()
+    for name in ("metadata.tsv",):
+        assert name in config_text and os.path.isfile(os.path.join(projector, name))
+    rows = open(os.path.join(projector, "metadata.tsv")).read().strip().splitlines()
+    assert len(rows) == 1 + results["num_examples"]
 
 
 def test_balanced_class_weights_from_the_manifest_counts():

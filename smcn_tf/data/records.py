@@ -19,6 +19,7 @@ Every file is written atomically (a temporary name, then `os.replace`), so a
 crash never leaves a half-written shard or manifest under its final name.
 """
 
+import json
 import os
 
 import numpy as np
@@ -376,6 +377,39 @@ def write_manifest(out_dir, manifest):
     validate_manifest(manifest, path=path)
     write_json_atomic(path, manifest)
     return path
+
+
+def read_token_strings(records_dir, utterance_ids):
+    """The token strings `smcn prepare` kept for these utterances, or None.
+
+    They are in the shard sidecars (`"tokens"`, aligned with
+    `"utterance_ids"`); records prepared without them give None.
+
+    Args:
+        records_dir: a records directory.
+        utterance_ids: the utterances wanted.
+
+    Returns:
+        A list of token-string lists in the order of `utterance_ids` (None for
+        an utterance without them), or None when none has them.
+    """
+    wanted = set(utterance_ids)
+    found = {}
+    for shard in read_manifest(records_dir)["shards"]:
+        path = os.path.join(os.fspath(records_dir), shard["file"] + ".json")
+        if not wanted - set(found) or not os.path.isfile(path):
+            continue
+        with open(path, encoding="utf-8") as stream:
+            sidecar = json.load(stream)
+        tokens = sidecar.get("tokens")
+        if not tokens:
+            continue
+        for utterance_id, strings in zip(sidecar.get("utterance_ids", ()), tokens):
+            if utterance_id in wanted:
+                found[utterance_id] = list(strings)
+    if not found:
+        return None
+    return [found.get(utterance_id) for utterance_id in utterance_ids]
 
 
 def read_manifest(out_dir):

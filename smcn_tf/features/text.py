@@ -218,6 +218,23 @@ class TextEncoder:
             return {"input_ids": empty, "attention_mask": empty.copy()}
         return self._pad(id_lists)
 
+    def token_strings(self, texts):
+        """The word pieces behind each text's vectors, `[CLS]` and `[SEP]` included.
+
+        Args:
+            texts: a list of strings.
+
+        Returns:
+            A list with one list of token strings per text, as long as that
+            text's `encode` output (truncated at `max_tokens` alike).
+
+        Example:
+
+        >>> encoder.token_strings(["hello world"])  # doctest: +SKIP
+        [['[CLS]', 'hello', 'world', '[SEP]']]
+        """
+        return [self.tokenizer.convert_ids_to_tokens(ids) for ids in self._token_ids(texts)]
+
     def encode(self, texts, progress=False):
         """Encodes texts into one vector per real token.
 
