@@ -32,6 +32,7 @@ demo: $(VENV)/.installed
 	$(SMCN) train --config configs/demo.yaml --data $(WORK)/features --run-dir $(WORK)/run
 	$(SMCN) export --model $(WORK)/run/all/model.keras --export-base $(WORK)/export --model-name smcn
 	$(BIN)/python scripts/serve_demo.py --export-base $(WORK)/export/smcn --corpus $(WORK)/corpus
+	@echo "TensorBoard: $(BIN)/tensorboard --logdir $(WORK)/run/tensorboard"
 
 test: $(VENV)/.installed-dev
 	$(BIN)/python -m pytest -q
