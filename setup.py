@@ -31,6 +31,8 @@ setuptools.setup(
         "matplotlib>=3.8,<4",
         # The real-speech benchmark's reference classifier.
         "scikit-learn>=1.4,<2",
+        # Resampling audio read at another rate (smcn_tf.features.audio).
+        "scipy>=1.11,<2",
     ],
     extras_require={
         "dev": ["pytest>=8,<10"],

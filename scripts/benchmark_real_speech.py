@@ -44,6 +44,8 @@ import time
 
 import numpy as np
 
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # before any TensorFlow import
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 # The release's emotion letters (German initials).

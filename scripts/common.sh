@@ -5,7 +5,9 @@
 #   WORK          output directory (default work/<script name>)
 #   SMCN          the smcn command (default .venv/bin/smcn if present, else smcn)
 #   SMCN_SET      extra space-separated section.key=value overrides for every train run
-#   TEXT_ENCODER  a local Hugging Face BERT dir (the paper: bert-base-uncased)
+#   TEXT_ENCODER  a local Hugging Face BERT dir; the paper's is bert-base-uncased (768-d).
+#                 Unset: the installed all-MiniLM-L6-v2 (384-d), and every report says that
+#                 its text and fusion scores are not comparable with the paper's.
 #   DEMO_MELD_PER_CLASS  --demo only: utterances per class and split of the MELD demo (12)
 
 set -euo pipefail
@@ -21,6 +23,19 @@ overrides=()
 for item in ${SMCN_SET:-}; do overrides+=(--set "$item"); done
 
 log() { printf '\n== %s\n' "$*" >&2; }
+
+# The text encoder, named up front: its scores are only comparable with the paper's
+# for bert-base-uncased (768-d). `smcn prepare` and `smcn report` name the encoder and
+# its dimension as found in the features, and warn on stderr when it is not the paper's.
+warn_text_encoder() {
+  if [[ -z "${TEXT_ENCODER:-}" ]]; then
+    printf '%s\n' "warning: Text encoder: all-MiniLM-L6-v2 (384-d, TEXT_ENCODER is not set)," \
+      "not the paper's bert-base-uncased (768-d): text and fusion scores are not comparable" \
+      "with the paper's. Set TEXT_ENCODER to a local bert-base-uncased directory for those." >&2
+  else
+    log "text encoder: $TEXT_ENCODER (the report checks it against the paper's bert-base-uncased)"
+  fi
+}
 
 # prepare CORPUS DATA_DIR OUT CONFIG: features for a corpus (resumes if interrupted).
 prepare() {

@@ -39,11 +39,14 @@ import tempfile
 import threading
 import time
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")  # tokenizers only: no PyTorch advice
-
 REPOSITORY = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPOSITORY)
+
+# Before TensorFlow loads: no C++ start-up lines, no transformers PyTorch
+# advice (SMCN_VERBOSE=1 shows them).
+from smcn_tf import quiet  # noqa: E402
+
+quiet.configure(quiet.verbose_requested([]))
 
 import numpy as np  # noqa: E402
 

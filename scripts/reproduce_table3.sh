@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Table 3: all 8 variants (audio, text, cat, intra, inter, first/second interaction, SMCN)
-# on IEMOCAP (LOSO) and MELD (official split).
+# on IEMOCAP (LOSO) and MELD (official split), configs/iemocap.yaml and configs/meld.yaml
+# (the text encoder is the paper's bert-base-uncased only with TEXT_ENCODER set).
 #
 #   scripts/reproduce_table3.sh /data/IEMOCAP_full_release /data/MELD.Raw
 #   scripts/reproduce_table3.sh --demo          # both built-in demo corpora
@@ -24,6 +25,7 @@ else
   echo "usage: $0 IEMOCAP_DIR MELD_DIR | --demo" >&2
   exit 2
 fi
+warn_text_encoder
 prepare "$iemocap_corpus" "$iemocap" "$WORK/iemocap-features" "$iemocap_config"
 prepare "$meld_corpus" "$meld" "$WORK/meld-features" "$meld_config"
 run_args=()

@@ -39,13 +39,17 @@ def main():
     parser.add_argument("--rest-port", type=int, default=int(os.environ.get("REST_PORT", 8501)))
     parser.add_argument("--utterance", default="Ses05F_script01_1_F000",
                         help="Utterance id to ask about (default: one of Session 5).")
+    parser.add_argument("--verbose", action="store_true",
+                        help="Let smcn serve / predict show TensorFlow's start-up logs "
+                        "(hidden by default).")
     args = parser.parse_args()
 
     from smcn_tf.data.iemocap import CLASS_NAMES, parse_iemocap
 
     utterances = {u.utterance_id: u for u in parse_iemocap(args.corpus).utterances}
     utterance = utterances.get(args.utterance) or sorted(utterances.values(), key=lambda u: u.utterance_id)[-1]
-    smcn = [sys.executable, "-m", "smcn_tf.cli"]
+    # `smcn serve` / `smcn predict` start TensorFlow quietly unless --verbose.
+    smcn = [sys.executable, "-m", "smcn_tf.cli"] + (["--verbose"] if args.verbose else [])
     model_name = os.path.basename(os.path.normpath(args.export_base))
     server = subprocess.Popen(
         smcn + ["serve", "--model-base-path", args.export_base,

@@ -2,19 +2,20 @@
 
 Each subcommand has `--help`. Settings come from a YAML preset (`--config`,
 see `configs/`) and `--set section.key=value` overrides.
+
+Quiet by default: TensorFlow's C++ start-up lines (oneDNN, CUDA drivers,
+cuInit, cpu_feature_guard, absl::InitializeLog), its Python retracing
+warnings and transformers' "PyTorch was not found" advice are hidden (see
+`smcn_tf.quiet`). `smcn --verbose COMMAND ...` (before the command) or
+SMCN_VERBOSE=1 shows them. `smcn train --verbose N` (after the command) is
+only Keras' progress verbosity and does not turn them on.
 """
 
 import argparse
-import logging
 import os
 import sys
 
-# TensorFlow's C++ start-up chatter hides the results; keep errors only.
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-# transformers' "PyTorch was not found" advice: we use its tokenizers only.
-os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
-# TensorFlow's Python warnings (e.g. about retracing per test fold) likewise.
-logging.getLogger("tensorflow").setLevel(logging.ERROR)
+from smcn_tf import quiet
 
 
 def _add_config_arguments(parser):
@@ -167,14 +168,30 @@ def command_prepare(args):
         max_seconds=args.max_seconds,
         min_seconds=features.min_seconds if args.min_seconds is None else args.min_seconds,
         corpus_options=options,
+        sample_rate=features.sample_rate,
     )
     print(format_counts_table(report))
+    _print_text_encoder(report.get("features", {}), args.out, "prepare")
     report_path = os.path.join(args.out, "report.json")
     skipped = format_skipped(report, report_path=report_path, names=not args.quiet)
     if skipped:
         print(skipped)
     print(f"Prepared features in {args.out} (report: {report_path})")
     return 0
+
+
+def _print_text_encoder(features, path, command):
+    """Name the text encoder; on stderr, as a warning, when it is not the paper's."""
+    from smcn_tf.report import text_encoder_note
+
+    line, is_paper = text_encoder_note(
+        {"path": path, "text_encoder": features.get("text_encoder"),
+         "text_dim": features.get("text_dim")}
+    )
+    if is_paper:
+        print(line)
+    else:
+        print(f"smcn {command}: warning: {line}", file=sys.stderr)
 
 
 def command_train(args):
@@ -267,9 +284,13 @@ def command_export(args):
 
 
 def command_report(args):
-    from smcn_tf.report import build_report
+    from smcn_tf.report import build_report, load_runs, text_encoder_notes
 
     text = build_report(args.run, tables=args.table or (1, 2, 3))
+    # The markdown says it too; stderr makes sure a script's user sees it.
+    for line, is_paper in text_encoder_notes(load_runs(args.run)):
+        if not is_paper:
+            print(f"smcn report: warning: {line}", file=sys.stderr)
     if args.out:
         os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
         with open(args.out, "w", encoding="utf-8") as stream:
@@ -284,6 +305,14 @@ def build_parser():
     parser = argparse.ArgumentParser(
         prog="smcn",
         description="SMCN (ICASSP 2022) speech + text emotion recognition in Keras 3.",
+    )
+    parser.add_argument(
+        "--verbose",
+        dest="startup_logs",
+        action="store_true",
+        help="Show TensorFlow's C++ start-up logs and library advice, hidden by default "
+        "(give it before the command; also SMCN_VERBOSE=1). Not `train --verbose N`, "
+        "which is Keras' progress verbosity.",
     )
     commands = parser.add_subparsers(dest="command", required=True)
 
@@ -444,6 +473,9 @@ def build_parser():
 
 
 def main(argv=None):
+    # First: TF_CPP_MIN_LOG_LEVEL is read when TensorFlow loads, so the choice
+    # is made from the raw command line before anything imports it.
+    quiet.configure(quiet.verbose_requested(sys.argv[1:] if argv is None else argv))
     args = build_parser().parse_args(argv)
     try:
         return args.handler(args)

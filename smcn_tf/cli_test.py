@@ -38,14 +38,22 @@ def test_train_evaluate_export_from_the_command_line(demo_features, tmp_path, ca
 
     export_base = str(tmp_path / "export")
     model = os.path.join(run_dir, "Session1", "model.keras")
-    # A fresh process, as `make demo` runs it: nothing of ours is imported beforehand.
+    # A fresh process, as `make demo` runs it: nothing of ours is imported beforehand,
+    # and no TF_CPP_MIN_LOG_LEVEL from the test session's conftest.
+    environment = {
+        key: value for key, value in os.environ.items()
+        if key not in ("TF_CPP_MIN_LOG_LEVEL", "SMCN_VERBOSE")
+    }
     completed = subprocess.run(
         [sys.executable, "-m", "smcn_tf.cli", "export", "--model", model,
          "--export-base", export_base],
-        capture_output=True, text=True, check=False,
+        capture_output=True, text=True, check=False, env=environment,
     )
     assert completed.returncode == 0, completed.stderr[-2000:]
     assert "smcn/1" in completed.stdout
+    # Quiet by default: none of TensorFlow's C++ start-up lines.
+    for noise in ("oneDNN", "absl::InitializeLog", "cuda drivers", "cuInit", "cpu_feature_guard"):
+        assert noise not in completed.stderr, completed.stderr[-2000:]
     assert os.path.isfile(os.path.join(export_base, "smcn", "1", "saved_model.pb"))
 
 
@@ -59,3 +67,29 @@ def test_bad_input_gives_a_clear_error_not_a_traceback(tmp_path, capsys):
                  "--config", str(bad)])
     assert code == 2
     assert "bad.yaml" in capsys.readouterr().err
+
+
+def test_prepare_reads_audio_at_the_configured_sample_rate(monkeypatch, tmp_path, capsys):
+    import smcn_tf.prepare
+
+    seen = {}
+
+    def fake_prepare_corpus(corpus, root, out, **settings):
+        seen.update(settings)
+        raise ValueError("stop here")
+
+    monkeypatch.setattr(smcn_tf.prepare, "prepare_corpus", fake_prepare_corpus)
+    code = main(["prepare", "demo", "--data-dir", str(tmp_path), "--out", str(tmp_path / "f"),
+                 "--config", os.path.join(CONFIGS, "demo.yaml"),
+                 "--set", "features.sample_rate=8000"])
+    assert code == 2 and "stop here" in capsys.readouterr().err
+    assert seen["sample_rate"] == 8000
+
+
+def test_global_verbose_is_not_trains_keras_verbosity():
+    from smcn_tf.cli import build_parser
+
+    args = build_parser().parse_args(["--verbose", "train", "--data", "d", "--run-dir", "r"])
+    assert args.startup_logs is True and args.verbose == 2
+    args = build_parser().parse_args(["train", "--data", "d", "--run-dir", "r", "--verbose", "0"])
+    assert args.startup_logs is False and args.verbose == 0

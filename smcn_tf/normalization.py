@@ -324,12 +324,18 @@ def adapt_audio_normalization(model, dataset, steps=None):
         The number of valid frames adapted on, or `None` when the model has
         no global audio normalisation (nothing is read then).
 
-    Example:
+    Example: in training, `dataset` is `pipeline.make_dataset(records_dir,
+    groups=train_groups, batch_size=64)`; here, one batch of two valid frames:
 
-    >>> model = build_smcn(audio_normalization="global")  # doctest: +SKIP
-    >>> adapt_audio_normalization(model, pipeline.make_dataset(
-    ...     records_dir, groups=train_groups, batch_size=64))  # doctest: +SKIP
-    123456
+    >>> from smcn_tf.model import build_smcn
+    >>> model = build_smcn("audio", audio_dim=1, audio_normalization="global")
+    >>> batch = {"audio_features": np.array([[[1.0], [3.0], [99.0]]], "float32"),
+    ...          "audio_length": np.array([2], "int32")}
+    >>> adapt_audio_normalization(model, [batch])
+    2
+    >>> layer = audio_normalization_layer(model)
+    >>> [ops.convert_to_numpy(w).tolist() for w in (layer.mean, layer.variance)]
+    [[2.0], [1.0]]
     """
     layer = audio_normalization_layer(model)
     if layer is None or layer.mode != "global":

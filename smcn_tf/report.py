@@ -2,15 +2,23 @@
 
 A report reads run directories written by `smcn train` (each has a
 `summary.json`). Runs of the same corpus and variant with different seeds are
-pooled into mean ± std. IEMOCAP rows use each run's mean over its folds (UA,
-WA); MELD rows use accuracy (= WA) and weighted F1 on the test split.
+pooled into mean ± std (the sample std, ddof=1; a single seed shows no std).
+IEMOCAP rows use each run's mean over its folds (UA, WA); MELD rows use
+accuracy (= WA) and weighted F1 on the test split.
+
+Every report names the runs' text encoder and its dimension (from the run's
+`features.json`) and says when it is not the paper's bert-base-uncased
+(768-d): the default all-MiniLM-L6-v2 (384-d) gives text and fusion scores
+that are not comparable with the paper's.
 """
 
 import collections
+import json
 import os
 
 import numpy as np
 
+from smcn_tf.features.text import DEFAULT_CHECKPOINT_PACKAGE
 from smcn_tf.io_utils import read_json
 
 # Table 1 (IEMOCAP, %), Table 2 (MELD, %), Table 3 (ablations, %) of the paper.
@@ -44,16 +52,123 @@ PAPER_TABLE3 = collections.OrderedDict(
     ]
 )
 SCORES = ("unweighted_accuracy", "weighted_accuracy", "weighted_f1")
+# The paper's text encoder (section 3.2: BERT uncased_L-12_H-768_A-12).
+PAPER_TEXT_ENCODER = "bert-base-uncased"
+PAPER_TEXT_DIM = 768
+# config.json of bert-base-uncased: what a checkpoint must match to count as it.
+_PAPER_TEXT_CONFIG = {
+    "model_type": "bert", "hidden_size": 768, "num_hidden_layers": 12,
+    "num_attention_heads": 12, "vocab_size": 30522,
+}
+
+
+def text_encoder_name(text_encoder):
+    """A short name for a run's `text_encoder` (a checkpoint directory or None).
+
+    None and the installed default package read "all-MiniLM-L6-v2"; a
+    Hugging Face cache snapshot reads "org/name"; otherwise the directory's
+    name (its parent's for a `model/` or `checkpoint/` folder).
+    """
+    if not text_encoder:
+        return "all-MiniLM-L6-v2"
+    parts = [part for part in os.path.normpath(str(text_encoder)).split(os.sep) if part]
+    if DEFAULT_CHECKPOINT_PACKAGE in parts:
+        return "all-MiniLM-L6-v2"
+    for part in reversed(parts):
+        if part.startswith("models--"):  # ~/.cache/huggingface/hub/models--org--name/...
+            return part[len("models--"):].replace("--", "/")
+    if len(parts) >= 2 and parts[-1] in ("model", "checkpoint"):
+        return parts[-2]
+    return parts[-1] if parts else str(text_encoder)
+
+
+def is_paper_text_encoder(text_encoder, text_dim):
+    """Whether a run's text features come from the paper's bert-base-uncased (768-d).
+
+    The checkpoint's `config.json` decides when the directory is on this
+    machine (BERT, 768 hidden, 12 layers, 12 heads, the uncased 30522-token
+    vocabulary); otherwise its name must say bert-base-uncased.
+    """
+    if text_dim != PAPER_TEXT_DIM or not text_encoder:
+        return False
+    config_path = os.path.join(str(text_encoder), "config.json")
+    if os.path.isfile(config_path):
+        try:
+            with open(config_path, encoding="utf-8") as stream:
+                config = json.load(stream)
+        except (OSError, ValueError):
+            config = None
+        if isinstance(config, dict):
+            return all(config.get(key) == value for key, value in _PAPER_TEXT_CONFIG.items())
+    name = text_encoder_name(text_encoder).lower()
+    return PAPER_TEXT_ENCODER in name or "uncased_l-12_h-768_a-12" in name
+
+
+def text_encoder_note(run):
+    """One line naming a run's text encoder and dimension, and whether it is the paper's.
+
+    Returns:
+        `(line, is_paper)`.
+    """
+    encoder, dim = run.get("text_encoder"), run.get("text_dim")
+    if dim is None:
+        return (
+            f"Text encoder: unknown ({run['path']}/features.json does not give "
+            "text_encoder and text_dim): whether text and fusion scores are comparable "
+            f"with the paper's ({PAPER_TEXT_ENCODER}, {PAPER_TEXT_DIM}-d) cannot be told.",
+            False,
+        )
+    name = f"{text_encoder_name(encoder)} ({dim}-d)"
+    if is_paper_text_encoder(encoder, dim):
+        return f"Text encoder: {name}, the paper's {PAPER_TEXT_ENCODER}.", True
+    return (
+        f"Text encoder: {name}, not the paper's {PAPER_TEXT_ENCODER} ({PAPER_TEXT_DIM}-d): "
+        "text and fusion scores are not comparable with the paper's.",
+        False,
+    )
+
+
+def text_encoder_notes(runs):
+    """The distinct text-encoder lines of `runs` (see `text_encoder_note`), and a
+    warning for each table row that pools runs of different text encoders.
+
+    Returns:
+        A list of `(line, is_paper)`; with several encoders each line names its runs.
+    """
+    notes = collections.OrderedDict()
+    for run in runs:
+        line, is_paper = text_encoder_note(run)
+        notes.setdefault((line, is_paper), []).append(run["path"])
+    result = []
+    for (line, is_paper), paths in notes.items():
+        if len(notes) > 1:
+            line = f"{line} Runs: {', '.join(paths)}."
+        result.append((line, is_paper))
+    encoders = collections.defaultdict(set)
+    for run in runs:
+        key = ("meld" if _is_meld(run["corpus"]) else "iemocap", run["variant"])
+        encoders[key].add((text_encoder_name(run.get("text_encoder")), run.get("text_dim")))
+    for (kind, variant), found in sorted(encoders.items()):
+        if len(found) > 1:
+            described = ", ".join(
+                sorted(f"{name} ({dim if dim is not None else '?'}-d)" for name, dim in found)
+            )
+            result.append(
+                (f"Warning: the {kind} {variant} row pools runs of different text "
+                 f"encoders ({described}).", False)
+            )
+    return result
 
 
 def load_runs(run_dirs):
-    """Read `summary.json` and `config.yaml`-free metadata of each run.
+    """Read `summary.json` and the run's `features.json` of each run.
 
     Args:
         run_dirs: run directories of `smcn train`.
 
     Returns:
-        A list of dicts: `path`, `corpus`, `variant`, `summary`.
+        A list of dicts: `path`, `corpus`, `variant`, `summary`,
+        `text_encoder` and `text_dim` (None when `features.json` lacks them).
     """
     runs = []
     for run_dir in run_dirs:
@@ -62,13 +177,15 @@ def load_runs(run_dirs):
             raise ValueError(f"{path} is missing: is {run_dir} a finished `smcn train` run?")
         summary = read_json(path)
         features_path = os.path.join(run_dir, "features.json")
-        corpus = read_json(features_path).get("corpus", "") if os.path.isfile(features_path) else ""
+        features = read_json(features_path) if os.path.isfile(features_path) else {}
         runs.append(
             {
                 "path": run_dir,
-                "corpus": corpus,
+                "corpus": features.get("corpus", ""),
                 "variant": summary.get("variant", "smcn"),
                 "summary": summary,
+                "text_encoder": features.get("text_encoder"),
+                "text_dim": features.get("text_dim"),
             }
         )
     return runs
@@ -86,6 +203,9 @@ def _run_scores(run):
 def aggregate(runs):
     """Mean and std over seeds, per (corpus kind, variant).
 
+    The std is the sample standard deviation (ddof=1); with a single seed it
+    is 0.0 (and the tables show no ± for it).
+
     Returns:
         A dict from (`"iemocap"` or `"meld"`, variant) to
         `{"mean": {score: %}, "std": {score: %}, "seeds": n, "runs": [...]}`.
@@ -99,7 +219,10 @@ def aggregate(runs):
         values = {name: [_run_scores(run)[name] for run in members] for name in SCORES}
         result[key] = {
             "mean": {name: float(np.mean(values[name])) for name in SCORES},
-            "std": {name: float(np.std(values[name])) for name in SCORES},
+            "std": {
+                name: float(np.std(values[name], ddof=1)) if len(members) > 1 else 0.0
+                for name in SCORES
+            },
             "seeds": len(members),
             "runs": members,
         }
@@ -185,7 +308,11 @@ def confusion_section(run):
     summary = run["summary"]
     pooled = summary["pooled"]
     names = pooled["class_names"]
-    lines = [f"### {run['variant']} — {run['path']}", ""]
+    dim = run.get("text_dim")
+    encoder = (
+        f"{text_encoder_name(run.get('text_encoder'))} ({dim}-d)" if dim is not None else "unknown"
+    )
+    lines = [f"### {run['variant']} — {run['path']}", "", f"Text encoder: {encoder}.", ""]
     lines.append("| fold | UA | WA | W-F1 |")
     lines.append("|---|---|---|---|")
     for fold, scores in summary["folds"].items():
@@ -218,13 +345,16 @@ def build_report(run_dirs, tables=(1, 2, 3)):
     aggregated = aggregate(runs)
     builders = {1: table1, 2: table2, 3: table3}
     parts = ["# SMCN reproduction report", ""]
+    for line, _ in text_encoder_notes(runs):
+        parts += [line, ""]
     for table in tables:
         if table not in builders:
             raise ValueError(f"Unknown table {table}; the paper has tables 1, 2 and 3.")
         parts += [builders[table](aggregated), ""]
     seeds = sorted({entry["seeds"] for entry in aggregated.values()})
     parts.append(
-        f"Ours: mean over seeds (± std where there are several; seeds per row: {seeds}). "
+        f"Ours: mean over seeds (± the sample std, ddof=1, where there are several; "
+        f"seeds per row: {seeds}). "
         "IEMOCAP: the mean of the 5 leave-one-session-out folds; MELD: the test split."
     )
     parts += ["", "## Runs", ""]

@@ -113,6 +113,7 @@ FEATURE_SETTINGS = (
     "audio_dim",
     "text_dim",
     "text_encoder",
+    "sample_rate",
     "pooling",
     "max_frames",
     "max_tokens",

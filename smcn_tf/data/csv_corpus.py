@@ -324,7 +324,7 @@ def parse_csv_corpus(manifest, classes=None, label_map=None, strict=False):
             names the file, line and column.
         ValueError: bad `classes` or `label_map`.
 
-    Example:
+    Example, on your own corpus's manifest (not run as a test):
 
     >>> result = parse_csv_corpus("data/mine/manifest.csv", classes="ang,hap,neu,sad",
     ...                           label_map="exc:hap")  # doctest: +SKIP

@@ -115,7 +115,7 @@ def write_mp4(path, samples, sample_rate, video=True):
     Example:
 
     >>> tone = numpy.sin(2 * numpy.pi * 440 * numpy.arange(48000) / 48000)
-    >>> write_mp4("tone.mp4", numpy.stack([tone, tone]) * 0.3, 48000)  # doctest: +SKIP
+    >>> write_mp4("tone.mp4", numpy.stack([tone, tone]) * 0.3, 48000)
     """
     samples = numpy.asarray(samples, dtype=numpy.float32)
     if samples.ndim != 2 or samples.shape[0] not in (1, 2) or samples.shape[1] == 0:
@@ -307,9 +307,10 @@ def write_demo_meld(out_dir, seed=0, utterances_per_class=4, video=True):
 
     Example:
 
-    >>> root = write_demo_meld("demo/MELD.Raw", seed=0)  # doctest: +SKIP
-    >>> len(parse_meld(root).utterances)  # 84 rows, one clip missing  # doctest: +SKIP
-    83
+    >>> from smcn_tf.data.meld import parse_meld
+    >>> root = write_demo_meld("demo/MELD.Raw", seed=0, utterances_per_class=1)
+    >>> len(parse_meld(root).utterances)  # 3 splits of 7 rows, one clip missing
+    20
     """
     _validate(seed, utterances_per_class)
     seed, utterances_per_class = int(seed), int(utterances_per_class)

@@ -465,7 +465,7 @@ def parse_meld(root, splits=SPLITS, strict=False):
             missing, or a row is malformed (the message names file and line).
         ValueError: `splits` names an unknown split.
 
-    Example:
+    Example, on the MELD.Raw release (not run as a test: it is not shipped):
 
     >>> result = parse_meld("data/MELD.Raw")  # doctest: +SKIP
     >>> result.counts()["rows"]  # doctest: +SKIP

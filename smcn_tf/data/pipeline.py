@@ -99,7 +99,7 @@ def count_examples(records_dir, groups=None, exclude_groups=None):
     Returns:
         The number of examples (`int`).
 
-    Example:
+    Example, on the records of `smcn prepare iemocap` (not run as a test):
 
     >>> count_examples("records/iemocap", exclude_groups=["Session5"])  # doctest: +SKIP
     4290
@@ -288,7 +288,7 @@ def make_dataset(
             a selection with no examples (or a shard with none), or a bad
             argument (the message names it).
 
-    Example:
+    Example, on the records of `smcn prepare iemocap` (not run as a test):
 
     >>> train = make_dataset("records/iemocap", exclude_groups=["Session1"],
     ...                      shuffle=True, repeat=True, seed=0,

@@ -173,7 +173,13 @@ def parse_example(serialized):
 
     Example:
 
-    >>> dataset = tf.data.TFRecordDataset(files).map(parse_example)  # doctest: +SKIP
+    >>> import tensorflow as tf
+    >>> data = serialize_example("Ses01F_impro01_F000", "Ses01F", "Session1", 2,
+    ...                          np.zeros((40, 78)), np.zeros((9, 384)))
+    >>> dataset = tf.data.Dataset.from_tensors(data).map(parse_example)
+    >>> item = next(iter(dataset))
+    >>> int(item["audio_length"]), int(item["text_length"]), int(item["label"])
+    (40, 9, 2)
     """
     tf = _tf()
     features = tf.io.parse_single_example(serialized, _feature_description())
@@ -222,7 +228,9 @@ def write_shard(path, serialized_examples):
 
     Example:
 
-    >>> write_shard("out/shard-00000-of-00001.tfrecord", [data])  # doctest: +SKIP
+    >>> data = serialize_example("Ses01F_impro01_F000", "Ses01F", "Session1", 2,
+    ...                          np.zeros((40, 78)), np.zeros((9, 384)))
+    >>> write_shard("shard-00000-of-00001.tfrecord", [data])
     1
     """
     tf = _tf()
@@ -368,7 +376,7 @@ def write_manifest(out_dir, manifest):
     Returns:
         The manifest's path.
 
-    Example:
+    Example, with the `manifest` of a prepared corpus (not run as a test):
 
     >>> write_manifest("records/iemocap", manifest)  # doctest: +SKIP
     'records/iemocap/manifest.json'
@@ -430,7 +438,7 @@ def read_manifest(out_dir):
         ValueError: the manifest is malformed; the message names the file and
             the field.
 
-    Example:
+    Example, on the records of `smcn prepare iemocap` (not run as a test):
 
     >>> read_manifest("records/iemocap")["class_names"]  # doctest: +SKIP
     ['angry', 'happy', 'neutral', 'sad']

@@ -27,6 +27,9 @@ Example:
 ('iemocap', 'demo', 'meld', 'demo-meld', 'csv')
 >>> registry.get_corpus("meld").defaults.max_seconds
 30.0
+
+and, on the demo corpus of `smcn demo-data` (not run as a test):
+
 >>> loaded = registry.get_corpus("demo").load("work/demo/corpus")  # doctest: +SKIP
 >>> loaded.class_names  # doctest: +SKIP
 ('angry', 'happy', 'neutral', 'sad')
@@ -451,10 +454,12 @@ def register_corpus(adapter, replace=False):
 
     Example:
 
-    >>> class MyCorpus(CorpusAdapter):  # doctest: +SKIP
+    >>> class MyCorpus(CorpusAdapter):
     ...     name = "my-corpus"
     ...     def load(self, root, *, strict=False, **options): ...
-    >>> register_corpus(MyCorpus())  # doctest: +SKIP
+    >>> adapter = register_corpus(MyCorpus())
+    >>> corpus_names()[-1], get_corpus("my-corpus") is adapter
+    ('my-corpus', True)
     """
     _register_builtins()
     name = getattr(adapter, "name", None)

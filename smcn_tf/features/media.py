@@ -102,9 +102,14 @@ def decode_media_audio(path, sample_rate=16000, max_seconds=None):
 
     Example:
 
-    >>> decoded = decode_media_audio("dia0_utt0.mp4", max_seconds=30)  # doctest: +SKIP
-    >>> decoded.waveform.dtype, decoded.truncated  # doctest: +SKIP
+    >>> from smcn_tf.data.demo_meld import write_mp4
+    >>> tone = 0.3 * np.sin(2 * np.pi * 440 * np.arange(48000) / 48000)  # 1 s
+    >>> write_mp4("dia0_utt0.mp4", np.stack([tone, tone]), 48000)
+    >>> decoded = decode_media_audio("dia0_utt0.mp4", max_seconds=30)
+    >>> decoded.waveform.dtype, decoded.truncated
     (dtype('float32'), False)
+    >>> decode_media_audio("dia0_utt0.mp4", max_seconds=0.5).waveform.shape
+    (8000,)
     """
     limit = _validate_arguments(sample_rate, max_seconds)
     try:
@@ -180,9 +185,12 @@ def read_media_audio(path, sample_rate=16000, max_seconds=None):
 
     Example:
 
-    >>> waveform = read_media_audio("dev_splits_complete/dia0_utt0.mp4")  # doctest: +SKIP
-    >>> waveform.shape  # doctest: +SKIP
-    (44795,)
+    >>> from smcn_tf.data.demo_meld import write_mp4
+    >>> tone = 0.3 * np.sin(2 * np.pi * 440 * np.arange(48000) / 48000)  # 1 s
+    >>> write_mp4("dia0_utt0.mp4", tone[None], 48000)
+    >>> waveform = read_media_audio("dia0_utt0.mp4")
+    >>> waveform.dtype, round(len(waveform) / 16000, 1)  # AAC adds a few samples
+    (dtype('float32'), 1.0)
     """
     return decode_media_audio(path, sample_rate, max_seconds).waveform
 
@@ -241,7 +249,10 @@ def read_audio(path, sample_rate=16000, max_seconds=None):
 
     Example:
 
-    >>> read_audio("Ses01F_impro01_F000.wav", 16000).dtype  # doctest: +SKIP
-    dtype('float32')
+    >>> import soundfile
+    >>> soundfile.write("Ses01F_impro01_F000.wav", np.zeros(8000), 8000)  # 1 s at 8 kHz
+    >>> waveform = read_audio("Ses01F_impro01_F000.wav", 16000)
+    >>> waveform.dtype, waveform.shape
+    (dtype('float32'), (16000,))
     """
     return decode_audio(path, sample_rate, max_seconds).waveform

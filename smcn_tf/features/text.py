@@ -40,7 +40,8 @@ def default_checkpoint_dir():
 
     Example:
 
-    >>> encoder = TextEncoder(default_checkpoint_dir())  # doctest: +SKIP
+    >>> os.path.isfile(os.path.join(default_checkpoint_dir(), "config.json"))
+    True
     """
     spec = importlib.util.find_spec(DEFAULT_CHECKPOINT_PACKAGE)
     locations = list(spec.submodule_search_locations or []) if spec else []
@@ -101,7 +102,7 @@ class TextEncoder:
 
     Example:
 
-    >>> encoder = TextEncoder(max_tokens=150)  # doctest: +SKIP
+    >>> encoder = TextEncoder(max_tokens=150)
     >>> vectors = encoder.encode(["I am so happy today.", "Leave me alone."])
     >>> vectors[0].shape  # one row per real token, [CLS] and [SEP] included
     (8, 384)
@@ -209,7 +210,7 @@ class TextEncoder:
 
         Example:
 
-        >>> encoder.tokenize(["hello world"])["input_ids"]  # doctest: +SKIP
+        >>> encoder.tokenize(["hello world"])["input_ids"]
         array([[ 101, 7592, 2088,  102]], dtype=int32)
         """
         id_lists = self._token_ids(texts)
@@ -230,7 +231,7 @@ class TextEncoder:
 
         Example:
 
-        >>> encoder.token_strings(["hello world"])  # doctest: +SKIP
+        >>> encoder.token_strings(["hello world"])
         [['[CLS]', 'hello', 'world', '[SEP]']]
         """
         return [self.tokenizer.convert_ids_to_tokens(ids) for ids in self._token_ids(texts)]
@@ -253,7 +254,7 @@ class TextEncoder:
 
         Example:
 
-        >>> [v.shape for v in encoder.encode(["yes", "no way"])]  # doctest: +SKIP
+        >>> [v.shape for v in encoder.encode(["yes", "no way"])]
         [(3, 384), (4, 384)]
         """
         import tqdm

@@ -18,11 +18,12 @@ The three transports answer the same for the same export:
 - `rest_url="http://host:8501"`: `POST /v1/models/<name>:predict`, in the
   row (`"instances"`) or columnar (`"inputs"`) format.
 
-Example:
+Example, against a trained model served on port 8500 (not run as a test: the
+output is that model's):
 
 >>> client = SMCNClient(grpc_target="localhost:8500")  # doctest: +SKIP
->>> prediction = client.predict("clip.wav", "I can't believe you did that!")
->>> prediction.class_name, prediction.top_tokens(3)
+>>> prediction = client.predict("clip.wav", "I can't believe you did that!")  # doctest: +SKIP
+>>> prediction.class_name, prediction.top_tokens(3)  # doctest: +SKIP
 ('ang', [('believe', 0.31), ('did', 0.22), ('!', 0.12)])
 """
 
@@ -148,10 +149,11 @@ class SMCNClient:
     Raises:
         ValueError: bad arguments, or no export / tokenizer where named.
 
-    Example:
+    Example, on an export of a trained model (not run as a test: the output
+    is that model's):
 
     >>> client = SMCNClient(model_dir="export/smcn")  # doctest: +SKIP
-    >>> client.predict("clip.wav", "leave me alone").class_name
+    >>> client.predict("clip.wav", "leave me alone").class_name  # doctest: +SKIP
     'sad'
     """
 

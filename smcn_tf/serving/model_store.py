@@ -427,8 +427,9 @@ class ModelStore:
 
     Example:
 
-    >>> store = ModelStore("export/smcn", "smcn")  # doctest: +SKIP
+    >>> store = ModelStore("export/smcn", "smcn")
     >>> store.refresh()
+    [('loaded', 1)]
     >>> store.get().version
     1
     """

@@ -13,9 +13,9 @@ model config file, no version labels.
 
 Example:
 
->>> server = serve("export/smcn", grpc_port=0, rest_port=0)  # doctest: +SKIP
+>>> server = serve("export/smcn", grpc_port=0, rest_port=0)
 >>> server.ports
-ServerPorts(grpc=40123, rest=40124)
+ServerPorts(grpc=..., rest=...)
 >>> server.stop()
 """
 
@@ -66,9 +66,9 @@ class ModelServer:
 
     Example:
 
-    >>> with ModelServer("export/smcn", grpc_port=0, rest_port=0) as server:  # doctest: +SKIP
+    >>> with ModelServer("export/smcn", grpc_port=0, rest_port=0) as server:
     ...     print(server.rest_url, server.versions)
-    http://127.0.0.1:40124 [1]
+    http://127.0.0.1:... [1]
     """
 
     def __init__(
@@ -368,9 +368,10 @@ def serve(
 
     Example:
 
-    >>> server = serve("export/smcn", grpc_port=0, rest_port=0)  # doctest: +SKIP
+    >>> server = serve("export/smcn", grpc_port=0, rest_port=0)
     >>> server.grpc_target
-    '127.0.0.1:40123'
+    '127.0.0.1:...'
+    >>> server.stop()
     """
     return ModelServer(
         model_base_path,

@@ -227,8 +227,8 @@ def write_contract_model(
 
     Example:
 
-    >>> write_contract_model("/tmp/export/smcn", version=1)  # doctest: +SKIP
-    '/tmp/export/smcn/1'
+    >>> write_contract_model("export/smcn", version=1)
+    'export/smcn/1'
     """
     module = ContractModule(class_names, seed=version if seed is None else seed)
     final = os.path.join(model_base_path, str(version))
