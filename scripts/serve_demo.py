@@ -44,7 +44,7 @@ def main():
                         "(hidden by default).")
     args = parser.parse_args()
 
-    from smcn_tf.data.iemocap import CLASS_NAMES, parse_iemocap
+    from smcn_tf.corpora.iemocap import CLASS_NAMES, parse_iemocap
 
     utterances = {u.utterance_id: u for u in parse_iemocap(args.corpus).utterances}
     utterance = utterances.get(args.utterance) or sorted(utterances.values(), key=lambda u: u.utterance_id)[-1]

@@ -41,14 +41,14 @@ def _load_config(args):
 
 def command_demo_data(args):
     if args.layout == "meld":
-        from smcn_tf.data.demo_meld import write_demo_meld
+        from smcn_tf.corpora.demo_meld import write_demo_meld
 
         root = write_demo_meld(
             args.out, seed=args.seed, utterances_per_class=args.utterances_per_class
         )
         print(f"Demo corpus (MELD.Raw layout) written to {root}")
         return 0
-    from smcn_tf.data.demo import write_demo_corpus
+    from smcn_tf.corpora.demo import write_demo_corpus
 
     root = write_demo_corpus(
         args.out, seed=args.seed, utterances_per_speaker=args.utterances_per_speaker
@@ -92,7 +92,7 @@ def _resolve_corpus(args):
         ValueError: neither is given, they differ, or the name is unknown
             (the message lists the known ones).
     """
-    from smcn_tf.data import registry
+    from smcn_tf.corpora import registry
 
     configured, source = _configured_corpus(args)
     if args.corpus is None and configured is None:
@@ -148,7 +148,7 @@ def _corpus_root_and_options(args, name, adapter):
 
 
 def command_prepare(args):
-    from smcn_tf.prepare import format_counts_table, format_skipped, prepare_corpus
+    from smcn_tf.records.prepare import format_counts_table, format_skipped, prepare_corpus
 
     config = _load_config(args)
     features = config.features
@@ -219,7 +219,7 @@ def command_train(args):
 
 
 def command_evaluate(args):
-    from smcn_tf.data import pipeline, records
+    from smcn_tf.records import pipeline, format as records
     from smcn_tf.evaluate import (
         evaluate_missing,
         format_missing,
@@ -229,7 +229,7 @@ def command_evaluate(args):
         summarize_folds,
     )
     from smcn_tf.io_utils import read_json
-    from smcn_tf.model import load_model
+    from smcn_tf.model.smcn import load_model
 
     manifest = records.read_manifest(args.data)
     fold_results = {}
@@ -275,7 +275,7 @@ def command_evaluate(args):
 
 
 def command_export(args):
-    from smcn_tf.export import export_from_run
+    from smcn_tf.export.exporter import export_from_run
 
     path = export_from_run(args.model, args.export_base, args.model_name, args.version)
     print(f"SavedModel (TF Serving layout) written to {path}")
@@ -341,7 +341,7 @@ def build_parser():
     )
     demo.set_defaults(handler=command_demo_data)
 
-    from smcn_tf.data import registry
+    from smcn_tf.corpora import registry
 
     prepare = commands.add_parser(
         "prepare",
@@ -466,7 +466,7 @@ def build_parser():
     report.set_defaults(handler=command_report)
 
     # `serve` (a local server with TF Serving's gRPC/REST API) and `predict`.
-    from smcn_tf.serving import commands as serving_commands
+    from smcn_tf.serving.local import commands as serving_commands
 
     serving_commands.add_parsers(commands)
     return parser

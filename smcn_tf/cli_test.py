@@ -70,7 +70,7 @@ def test_bad_input_gives_a_clear_error_not_a_traceback(tmp_path, capsys):
 
 
 def test_prepare_reads_audio_at_the_configured_sample_rate(monkeypatch, tmp_path, capsys):
-    import smcn_tf.prepare
+    import smcn_tf.records.prepare
 
     seen = {}
 
@@ -78,7 +78,7 @@ def test_prepare_reads_audio_at_the_configured_sample_rate(monkeypatch, tmp_path
         seen.update(settings)
         raise ValueError("stop here")
 
-    monkeypatch.setattr(smcn_tf.prepare, "prepare_corpus", fake_prepare_corpus)
+    monkeypatch.setattr(smcn_tf.records.prepare, "prepare_corpus", fake_prepare_corpus)
     code = main(["prepare", "demo", "--data-dir", str(tmp_path), "--out", str(tmp_path / "f"),
                  "--config", os.path.join(CONFIGS, "demo.yaml"),
                  "--set", "features.sample_rate=8000"])

@@ -40,7 +40,7 @@ class FeaturesConfig:
 
 @dataclasses.dataclass
 class ModelConfig:
-    """Hyper-parameters of `smcn_tf.model.SMCNModel`."""
+    """Hyper-parameters of `smcn_tf.model.smcn.SMCNModel`."""
 
     variant: str = "smcn"
     hidden_units: int = 128
@@ -237,8 +237,8 @@ def config_from_dict(values, source="<config>"):
 
 def validate_config(config, source="<config>"):
     """Range checks that the types alone cannot express."""
-    from smcn_tf.model import RECURRENT_CORES, VARIANTS  # late: keeps config import light
-    from smcn_tf.normalization import AUDIO_NORMALIZATIONS
+    from smcn_tf.model.smcn import RECURRENT_CORES, VARIANTS  # late: keeps config import light
+    from smcn_tf.model.normalization import AUDIO_NORMALIZATIONS
 
     checks = [
         ("features.pooling", config.features.pooling >= 1),

@@ -15,7 +15,7 @@ modality (zero features, length 0), as exports before the fallback did.
 import numpy as np
 import tensorflow as tf
 
-from smcn_tf import metrics
+from smcn_tf.model import metrics
 
 
 MODALITIES = ("audio", "text")

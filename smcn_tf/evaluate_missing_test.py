@@ -6,7 +6,7 @@ import pytest
 import tensorflow as tf
 
 from smcn_tf.evaluate import evaluate_missing, format_missing, predict_dataset
-from smcn_tf.model import build_smcn
+from smcn_tf.model.smcn import build_smcn
 
 CLASS_NAMES = ["angry", "happy", "sad"]
 TINY = dict(audio_dim=6, text_dim=5, num_classes=3, hidden_units=4, head_units=4,

@@ -8,9 +8,9 @@ Layout of a run directory:
                                       held-out confusion matrix and per-class table,
                                       attention figures, calibration diagnostics,
                                       HParams and the embedding projector (see
-                                      smcn_tf.tensorboard_logging)
+                                      smcn_tf.training.tensorboard_logging)
     <run>/<fold>/backup/              the last epoch's weights, optimizer, random
-                                      state and data position (smcn_tf.resume);
+                                      state and data position (smcn_tf.training.resume);
                                       deleted when the fold is done
     <run>/<fold>/checkpoints/         weights at the end of every epoch
     <run>/<fold>/best.weights.h5      the best validation epoch's weights
@@ -25,12 +25,12 @@ paper) every fold trains for the configured number of steps and the last
 weights are scored; with `evaluation.validation` a validation set is carved
 out of the fold's training groups, and `training.select: best` keeps the
 epoch with the best validation UA, optionally stopping early (see
-`smcn_tf.selection`; `results.json` records the choice). A fold
+`smcn_tf.training.selection`; `results.json` records the choice). A fold
 whose `results.json` exists is not trained again, and a fold interrupted
 after any epoch resumes from its backup: on CPU the resumed run ends with
 weights and `results.json` bit-identical to an uninterrupted one.
 
-`training.strategy` distributes training (see `smcn_tf.distribute`):
+`training.strategy` distributes training (see `smcn_tf.training.distribute`):
 `training.batch_size` is the global batch, each worker reads its own shard of
 the training data, and only the chief writes (TensorBoard, checkpoints,
 backups, models, results, summary).
@@ -46,12 +46,14 @@ import keras
 import tensorflow as tf
 import yaml
 
-from smcn_tf import distribute, evaluate, metrics, resume, selection
-from smcn_tf import tensorboard_logging as board
-from smcn_tf.data import pipeline, records
+from smcn_tf.training import distribute, resume, selection
+from smcn_tf import evaluate
+from smcn_tf.model import metrics
+from smcn_tf.training import tensorboard_logging as board
+from smcn_tf.records import pipeline, format as records
 from smcn_tf.io_utils import read_json, write_json_atomic
-from smcn_tf.model import build_smcn, dtype_policy
-from smcn_tf.normalization import adapt_audio_normalization
+from smcn_tf.model.smcn import build_smcn, dtype_policy
+from smcn_tf.model.normalization import adapt_audio_normalization
 
 
 def build_model(config, manifest, use_cudnn="auto"):
@@ -222,7 +224,7 @@ def train_fold(
     """Train one model on `train_groups` and score it on `test_groups`.
 
     An interrupted fold resumes from its backup (`<run>/<fold>/backup/`) and
-    ends exactly as if it had not been interrupted (see `smcn_tf.resume`).
+    ends exactly as if it had not been interrupted (see `smcn_tf.training.resume`).
 
     Args:
         config: a `Config`.

@@ -12,7 +12,7 @@ import sys
 import numpy as np
 import pytest
 
-from smcn_tf.distribute import tf_config
+from smcn_tf.training.distribute import tf_config
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TIMEOUT_S = 240
@@ -152,7 +152,7 @@ def test_two_workers_train_alike_and_only_the_chief_writes(two_worker_run):
     timing = json.load(open(os.path.join(fold_dir, "timing.json")))
     assert "MultiWorkerMirroredStrategy, 2 replica(s) on 2 worker(s)" in timing["strategy"]
 
-    from smcn_tf.model import load_model
+    from smcn_tf.model.smcn import load_model
 
     saved = load_model(os.path.join(fold_dir, "model.keras"))
     chief = np.load(dumps[0])
@@ -188,7 +188,7 @@ REPLICAS = r"""
 import json, os, sys
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import tensorflow as tf
-from smcn_tf import distribute
+from smcn_tf.training import distribute
 
 cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)

@@ -24,7 +24,7 @@ features, run_dir, kill_after, kind = sys.argv[1], sys.argv[2], int(sys.argv[3])
 overrides = sys.argv[5:]
 if kind == "mirrored":
     import tensorflow as tf
-    from smcn_tf import distribute
+    from smcn_tf.training import distribute
 
     cpu = tf.config.list_physical_devices("CPU")[0]
     tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
@@ -97,7 +97,7 @@ def _epoch_loss_steps(run_dir):
 
 
 def _model_state(path):
-    from smcn_tf.model import load_model
+    from smcn_tf.model.smcn import load_model
 
     model = load_model(path)
     return (

@@ -89,7 +89,7 @@ def _events(directory):
 
 def _check_tensorboard_views(run_dir, records_dir, results):
     """What `smcn train` adds to TensorBoard beyond the Keras curves."""
-    from smcn_tf.data import records
+    from smcn_tf.records import format as records
 
     board = os.path.join(run_dir, "tensorboard", "Session2")
     held_out = {}
@@ -151,8 +151,8 @@ def test_mixed_precision_trains_and_restores_the_global_policy(demo_features, tm
     import keras
     import numpy as np
 
-    from smcn_tf.data.records import read_manifest
-    from smcn_tf.model import load_model
+    from smcn_tf.records.format import read_manifest
+    from smcn_tf.model.smcn import load_model
 
     manifest = read_manifest(demo_features)
     inputs = {

@@ -102,7 +102,7 @@ def decode_media_audio(path, sample_rate=16000, max_seconds=None):
 
     Example:
 
-    >>> from smcn_tf.data.demo_meld import write_mp4
+    >>> from smcn_tf.corpora.demo_meld import write_mp4
     >>> tone = 0.3 * np.sin(2 * np.pi * 440 * np.arange(48000) / 48000)  # 1 s
     >>> write_mp4("dia0_utt0.mp4", np.stack([tone, tone]), 48000)
     >>> decoded = decode_media_audio("dia0_utt0.mp4", max_seconds=30)
@@ -185,7 +185,7 @@ def read_media_audio(path, sample_rate=16000, max_seconds=None):
 
     Example:
 
-    >>> from smcn_tf.data.demo_meld import write_mp4
+    >>> from smcn_tf.corpora.demo_meld import write_mp4
     >>> tone = 0.3 * np.sin(2 * np.pi * 440 * np.arange(48000) / 48000)  # 1 s
     >>> write_mp4("dia0_utt0.mp4", tone[None], 48000)
     >>> waveform = read_media_audio("dia0_utt0.mp4")

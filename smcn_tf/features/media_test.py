@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import soundfile
 
-from smcn_tf.data.demo_meld import write_mp4
+from smcn_tf.corpora.demo_meld import write_mp4
 from smcn_tf.features import audio, media
 
 SECONDS = 1.5

@@ -10,9 +10,9 @@ Names are imported on first use, so `import smcn_tf.serving` stays cheap.
 """
 
 _EXPORTS = {
-    "serve": "smcn_tf.serving.server",
-    "ModelServer": "smcn_tf.serving.server",
-    "ServerPorts": "smcn_tf.serving.server",
+    "serve": "smcn_tf.serving.local.server",
+    "ModelServer": "smcn_tf.serving.local.server",
+    "ServerPorts": "smcn_tf.serving.local.server",
     "SMCNClient": "smcn_tf.serving.client",
     "Prediction": "smcn_tf.serving.client",
     "ServingError": "smcn_tf.serving.errors",

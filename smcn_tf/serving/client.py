@@ -195,7 +195,7 @@ class SMCNClient:
         self._loaded = None
         self._channel = None
         if model_dir:
-            from smcn_tf.serving.model_store import resolve_version_dir
+            from smcn_tf.serving.local.model_store import resolve_version_dir
 
             self.version_dir, found_version = resolve_version_dir(model_dir, model_name)
             if self.version is not None and found_version not in (None, self.version):
@@ -496,14 +496,14 @@ class SMCNClient:
             "metadata": {"signature_def": {"signature_def": {...}}}}`, the
             same dict over every transport.
         """
-        from smcn_tf.serving.server import metadata_to_json
+        from smcn_tf.serving.local.server import metadata_to_json
 
         if self.transport == "rest":
             return self._rest_call(self._model_path() + "/metadata")
         from tensorflow_serving.apis import get_model_metadata_pb2
 
         if self.transport == "in-process":
-            from smcn_tf.serving.model_store import read_signature_defs
+            from smcn_tf.serving.local.model_store import read_signature_defs
 
             signature_map = get_model_metadata_pb2.SignatureDefMap()
             for key, value in read_signature_defs(self.version_dir).items():

@@ -8,7 +8,7 @@ import soundfile
 
 from smcn_tf.serving.client import Prediction, SMCNClient
 from smcn_tf.serving.errors import ServingError
-from smcn_tf.serving.server import serve
+from smcn_tf.serving.local.server import serve
 from smcn_tf.serving.testing import CLASS_NAMES, MAX_TOKENS
 
 
@@ -157,9 +157,9 @@ def test_bad_arguments_are_value_errors(export, items):
 
 def test_the_real_export_serves_the_same_in_process_and_over_grpc(tmp_path, items):
     """The real `export_model` on a tiny SMCN, when its API takes these settings."""
-    from smcn_tf.export import export_model
+    from smcn_tf.export.exporter import export_model
     from smcn_tf.features.text import default_checkpoint_dir
-    from smcn_tf.model import build_smcn
+    from smcn_tf.model.smcn import build_smcn
 
     text_encoder = default_checkpoint_dir()  # installed by `make install`
     model = build_smcn(

@@ -348,7 +348,7 @@ def start_serve_process(model_base_path, host="127.0.0.1", poll_seconds=0.0):
 
     repository = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     process = subprocess.Popen(
-        [sys.executable, "-m", "smcn_tf.serving.commands", "serve", "--model-base-path",
+        [sys.executable, "-m", "smcn_tf.serving.local.commands", "serve", "--model-base-path",
          model_base_path, "--host", host, "--port", "0", "--rest-port", "0",
          "--poll-seconds", str(poll_seconds)],
         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,

@@ -19,8 +19,8 @@ from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
 from smcn_tf.serving.errors import ServingError
 from smcn_tf.serving.input_checks import InputRules, clean_graph_error
-from smcn_tf.serving.model_store import ServableVersion
-from smcn_tf.serving.server import serve
+from smcn_tf.serving.local.model_store import ServableVersion
+from smcn_tf.serving.local.server import serve
 from smcn_tf.serving.testing import (
     CLS_ID,
     MIN_AUDIO_SAMPLES,

@@ -1,1 +1,0 @@
-"""Corpus parsers, the demo corpus, TFRecord shards and the tf.data pipeline."""

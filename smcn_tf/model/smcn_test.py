@@ -1,0 +1,186 @@
+"""Tests for the SMCN builder: shapes, masks, variants, eq. 17, serialization."""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from smcn_tf.model.layers import Fusion
+from smcn_tf.model.smcn import LOSS_TERMS, VARIANTS, build_smcn
+
+AUDIO_DIM, TEXT_DIM, CLASSES = 6, 5, 3
+TINY = dict(
+    audio_dim=AUDIO_DIM, text_dim=TEXT_DIM, num_classes=CLASSES, hidden_units=4, head_units=4
+)
+
+
+def _batch(rng, batch=4, frames=7, tokens=5, audio_lengths=None, text_lengths=None):
+    return {
+        "audio_features": rng.normal(size=(batch, frames, AUDIO_DIM)).astype("float32"),
+        "audio_length": np.asarray(
+            audio_lengths if audio_lengths is not None else rng.integers(1, frames + 1, batch),
+            "int32",
+        ),
+        "text_features": rng.normal(size=(batch, tokens, TEXT_DIM)).astype("float32"),
+        "text_length": np.asarray(
+            text_lengths if text_lengths is not None else rng.integers(1, tokens + 1, batch),
+            "int32",
+        ),
+    }
+
+
+def test_parameter_count_at_paper_shapes():
+    # 78-d log-Mel frames, 768-d BERT tokens, 128 GRU units, 4 classes: ~2.16 M.
+    model = build_smcn(audio_dim=78, text_dim=768, num_classes=4, hidden_units=128)
+    assert model.count_params() == 2_163_980
+
+
+EXPECTED_TERMS = {
+    "audio": {"audio_loss"},
+    "text": {"text_loss"},
+    "cat": {"emotion_loss"},
+    **{
+        variant: set(LOSS_TERMS)
+        for variant in ("intra", "inter", "first_interaction", "second_interaction", "smcn")
+    },
+}
+
+
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+def test_every_variant_builds_and_trains_one_step(variant):
+    rng = np.random.default_rng(0)
+    model = build_smcn(variant, **TINY)
+    model.compile(optimizer=keras.optimizers.Adam(1e-2))
+    inputs = _batch(rng)
+    labels = rng.integers(0, CLASSES, 4)
+    before = [np.array(weight) for weight in model.trainable_weights]
+    history = model.fit(inputs, labels, epochs=1, batch_size=4, verbose=0)
+    assert set(history.history) == {"loss"} | EXPECTED_TERMS[variant]
+    assert all(np.isfinite(values[0]) for values in history.history.values())
+    changed = [
+        not np.allclose(old, np.array(new))
+        for old, new in zip(before, model.trainable_weights)
+    ]
+    assert any(changed)
+    outputs = model(inputs)
+    assert outputs["probabilities"].shape == (4, CLASSES)
+    np.testing.assert_allclose(np.asarray(outputs["probabilities"]).sum(-1), 1.0, rtol=1e-5)
+    for modality in VARIANTS[variant].modalities:
+        frames = inputs[f"{modality}_features"].shape[1]
+        assert outputs[f"{modality}_attention"].shape == (4, frames)
+
+
+def test_unimodal_variants_ignore_the_other_modality():
+    rng = np.random.default_rng(1)
+    model = build_smcn("audio", **TINY)
+    inputs = _batch(rng)
+    changed = dict(inputs, text_features=inputs["text_features"] + 5.0)
+    np.testing.assert_array_equal(
+        np.asarray(model(inputs)["probabilities"]), np.asarray(model(changed)["probabilities"])
+    )
+
+
+@pytest.mark.parametrize("variant", ["smcn", "second_interaction"])
+def test_padding_never_changes_an_item(variant):
+    rng = np.random.default_rng(2)
+    model = build_smcn(variant, **TINY)
+    item = _batch(rng, batch=1, frames=4, tokens=3, audio_lengths=[4], text_lengths=[3])
+    padded = {
+        "audio_features": np.concatenate(
+            [item["audio_features"], 50 * rng.normal(size=(1, 6, AUDIO_DIM))], axis=1
+        ).astype("float32"),
+        "audio_length": item["audio_length"],
+        "text_features": np.concatenate(
+            [item["text_features"], 50 * rng.normal(size=(1, 9, TEXT_DIM))], axis=1
+        ).astype("float32"),
+        "text_length": item["text_length"],
+    }
+    alone, with_padding = model(item), model(padded)
+    for key, value in alone.items():
+        value, other = np.asarray(value), np.asarray(with_padding[key])
+        if key.endswith("_attention"):
+            assert np.all(other[:, value.shape[1]:] == 0), key
+            other = other[:, : value.shape[1]]
+        np.testing.assert_allclose(value, other, rtol=1e-5, atol=1e-6, err_msg=key)
+
+
+def test_serialization_round_trip(tmp_path):
+    rng = np.random.default_rng(3)
+    model = build_smcn(
+        "smcn", first_fusion=Fusion("maximum"), class_names=["a", "b", "c"], **TINY
+    )
+    inputs = _batch(rng)
+    path = str(tmp_path / "model.keras")
+    model.save(path)
+    restored = keras.saving.load_model(path)
+    assert restored.get_config() == model.get_config()
+    assert restored.get_layer("audio_first_fusion").method == "maximum"
+    for key, value in model(inputs).items():
+        np.testing.assert_allclose(np.asarray(value), np.asarray(restored(inputs)[key]), atol=1e-6)
+
+
+def _cross_entropy(labels, probabilities):
+    return float(np.mean(-np.log(probabilities[np.arange(len(labels)), labels])))
+
+
+def test_total_loss_is_equation_17():
+    rng = np.random.default_rng(4)
+    model = build_smcn("smcn", **TINY)
+    inputs, labels = _batch(rng), rng.integers(0, CLASSES, 4)
+    outputs = {key: np.asarray(value) for key, value in model(inputs).items()}
+    expected = {
+        "emotion_loss": _cross_entropy(labels, outputs["probabilities"]),
+        "audio_loss": _cross_entropy(labels, outputs["audio_probabilities"]),
+        "text_loss": _cross_entropy(labels, outputs["text_probabilities"]),
+        # Loss_at = MSE(F^t, Fc^a); Loss_ta = MSE(F^a, Fc^t) (eq. 11).
+        "audio_calibration_loss": float(
+            np.mean((outputs["text_semantic"] - outputs["audio_calibration"]) ** 2)
+        ),
+        "text_calibration_loss": float(
+            np.mean((outputs["audio_semantic"] - outputs["text_calibration"]) ** 2)
+        ),
+    }
+    terms = model.loss_components(labels, model(inputs))
+    for name, value in expected.items():
+        assert float(terms[name]) == pytest.approx(value, rel=1e-5), name
+    total = model.compute_loss(inputs, labels, model(inputs))
+    assert float(total) == pytest.approx(sum(expected.values()), rel=1e-5)
+
+
+@pytest.mark.parametrize("stop_gradient", [True, False])
+def test_calibration_target_is_held_fixed_by_default(stop_gradient):
+    rng = np.random.default_rng(5)
+    model = build_smcn("smcn", stop_gradient_target=stop_gradient, **TINY)
+    inputs, labels = _batch(rng), rng.integers(0, CLASSES, 4)
+    # The fused core holds both text BiGRUs; take the intra branch's weights.
+    intra_weights = [
+        weight
+        for weight in model.get_layer("text_gru").trainable_weights
+        if "/intra_" in weight.path
+    ]
+    assert len(intra_weights) == 6
+    with tf.GradientTape() as tape:
+        terms = model.loss_components(labels, model(inputs))
+        # Loss_at pulls Fc^a towards F^t, the text intra branch's output.
+        calibration = terms["audio_calibration_loss"]
+    gradients = tape.gradient(calibration, intra_weights)
+    reaches_target = any(
+        gradient is not None and float(tf.reduce_max(tf.abs(gradient))) > 0
+        for gradient in gradients
+    )
+    assert reaches_target is (not stop_gradient)
+
+
+def test_builder_rejects_bad_arguments():
+    with pytest.raises(ValueError, match="Unknown variant"):
+        build_smcn("late_fusion", **TINY)
+    with pytest.raises(ValueError, match="class_names"):
+        build_smcn("smcn", class_names=["only", "two"], **TINY)
+    with pytest.raises(ValueError, match="fusion"):
+        build_smcn("smcn", first_fusion=3, **TINY)
+
+
+def test_cudnn_free_copy_has_the_same_weight_layout():
+    model = build_smcn("smcn", **TINY)
+    copy = build_smcn("smcn", use_cudnn=False, **TINY)
+    assert [w.shape for w in model.weights] == [w.shape for w in copy.weights]

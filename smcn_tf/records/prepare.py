@@ -1,0 +1,1058 @@
+"""Corpus -> audio and text features -> sharded TFRecords, resumably.
+
+`prepare_corpus` parses a corpus, extracts log-Mel frames and frozen BERT token
+vectors for every utterance, and writes them to a records directory:
+
+```
+out_dir/
+  shard-00000-of-00022.tfrecord        # the examples (see smcn_tf.records.format)
+  shard-00000-of-00022.tfrecord.json   # its sidecar: what the shard holds
+  ...
+  report.json                          # kept / dropped and why, counts check, timings
+  manifest.json                        # written last: the directory is complete
+```
+
+Corpora come from the registry (`smcn_tf.corpora.registry`, `corpus_names()`):
+`"iemocap"` and `"demo"` (the built-in demo in the IEMOCAP layout) are read by
+`smcn_tf.corpora.iemocap.parse_iemocap`; `"meld"` and `"demo-meld"` (the
+built-in demo in the MELD.Raw layout) by `smcn_tf.corpora.meld.parse_meld`;
+`"csv"` (your own corpus, a CSV manifest of path, transcript, label, group
+and optional start / end segments) by
+`smcn_tf.corpora.csv_corpus.parse_csv_corpus`. Each adapter gives the
+utterances, the class names, the parser's report and the counts check, and
+its defaults (`max_seconds`; whether there are published counts). Audio is
+read by `smcn_tf.features.media.decode_audio`, which takes WAV/FLAC files (at
+any rate, any number of channels: resampled to 16 kHz, averaged to mono) and
+media files (MELD's mp4 clips) alike, and cuts clips at `max_seconds` (MELD
+has clips of minutes; by default 30 s are kept, more than the 500 pooled
+frames of 40 ms need). An utterance with `start_seconds` / `end_seconds` (a
+CSV row with `start` / `end`) is that segment of its file.
+
+The report says what was kept and what was dropped and why: the parser's
+skips (missing or empty media, missing transcriptions), labels outside the
+classes, media no row annotates, clips that could not be decoded, clips
+shorter than `min_seconds` (default `MIN_SECONDS_DEFAULT`, 0.1 s: a 1-sample
+file would otherwise become a 1-frame example), and clips that were
+truncated. `format_skipped` lays out the skipped utterances for the console.
+For the real releases ("iemocap", "meld") the report also compares the parsed
+counts with the published ones (`counts_check`; print it with
+`format_counts_table`), and a loud warning goes to stderr when they differ.
+
+Shards are planned by a stable key, not by position (`plan_shards`): each
+group (IEMOCAP session, MELD split) gets `ceil(listed / shard_size)` shards,
+where `listed` counts the utterances the corpus lists in that group before any
+were skipped (a missing wav still counts), and an utterance goes to shard
+`sha256(utterance id) mod that` of its group; a shard holds its utterances
+sorted by id. So an utterance's shard depends on its id and its group's listed
+size alone: a file that goes missing changes the plan of its own shard only,
+and the number of shards does not change. An utterance added to the corpus (or
+relabelled into or out of the classes) changes its own shard only as well,
+unless its group's listed size crosses a multiple of `shard_size`: then the
+number of shards changes and every shard is recomputed. Shard sizes vary
+around `shard_size`; a shard may even be empty (count 0, which the pipeline
+skips). Shards are group-pure, so a pipeline reading one group (a LOSO test
+fold) opens that group's shards alone. The plan does not depend on which
+audio files turn out to be unreadable either: such an utterance is left out of
+its shard (the shard is smaller) and recorded in the sidecar.
+
+Resuming: each shard is written atomically, then its sidecar. The sidecar
+holds the example count, the kept utterance ids, the skipped ones with their
+reasons, and a digest of the planned utterances plus the feature settings. A
+rerun reuses a shard when its sidecar exists, its digest matches the current
+plan, and the shard file holds the recorded number of examples; every other
+shard is recomputed. So an interrupted run loses at most the shard it was
+working on, and a change of corpus or settings never reuses stale features.
+`manifest.json` is removed when a run starts and written only when it
+completes, so a directory with a manifest is always a complete one.
+"""
+
+import dataclasses
+import hashlib
+import json
+import math
+import os
+import re
+import sys
+import time
+
+import numpy as np
+import tqdm
+
+from smcn_tf.records import format as records
+from smcn_tf.corpora import registry
+from smcn_tf.features import media
+from smcn_tf.features.audio import (
+    MIN_SECONDS_DEFAULT,
+    LogMelFeatures,
+    extract_audio_features,
+    too_short_reason,
+)
+from smcn_tf.features.text import TextEncoder
+from smcn_tf.io_utils import write_json_atomic
+
+# How many unannotated media file names the report quotes per split.
+REPORT_EXAMPLE_NAMES = registry.REPORT_EXAMPLE_NAMES
+REPORT_FILENAME = "report.json"
+# How many skipped utterances `format_skipped` lists before "... and N more".
+CONSOLE_SKIPPED_LINES = 10
+SIDECAR_SUFFIX = ".json"
+
+_SHARD_FILE = re.compile(r"^shard-\d{5}-of-\d{5}\.tfrecord(\.json)?$")
+_TEMPORARY_FILE = re.compile(
+    r"^(shard-\d{5}-of-\d{5}\.tfrecord(\.json)?|manifest\.json|report\.json)\.tmp-\w+$"
+)
+_STAGES = ("read_audio", "audio_features", "text_features", "write")
+
+
+def _jsonable(value):
+    """Converts parser outputs (dataclasses, tuples, paths, numpy scalars) to JSON."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return _jsonable(dataclasses.asdict(value))
+    if isinstance(value, dict):
+        return {str(key): _jsonable(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple, set, frozenset)):
+        items = [_jsonable(item) for item in value]
+        return sorted(items, key=str) if isinstance(value, (set, frozenset)) else items
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    return str(value)
+
+
+def _audio_layer_settings(audio_layer):
+    """The audio layer's config minus what does not change the features."""
+    config = {}
+    get_config = getattr(audio_layer, "get_config", None)
+    if callable(get_config):
+        config = dict(get_config())
+    # Auto-generated names ("log_mel_features_3") differ between runs.
+    for key in ("name", "trainable", "dtype"):
+        config.pop(key, None)
+    for key in ("pooling", "max_frames", "sample_rate"):
+        if key not in config and hasattr(audio_layer, key):
+            config[key] = getattr(audio_layer, key)
+    return _jsonable(config)
+
+
+def _text_encoder_name(text_encoder):
+    checkpoint_dir = getattr(text_encoder, "checkpoint_dir", None)
+    return str(checkpoint_dir) if checkpoint_dir else type(text_encoder).__name__
+
+
+def _digest(settings, planned):
+    fields = []
+    for u in planned:
+        field = [u.utterance_id, str(u.audio_path), u.transcript, u.label, u.speaker, u.group]
+        # Only for segments, so shards of whole-file corpora keep their digests.
+        if getattr(u, "is_segment", False):
+            field.append([u.start_seconds, u.end_seconds])
+        fields.append(field)
+    text = json.dumps([settings, fields], sort_keys=True, ensure_ascii=True)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def _remove_quietly(path):
+    try:
+        os.remove(path)
+    except FileNotFoundError:
+        pass
+
+
+def _sidecar_path(shard_path):
+    return shard_path + SIDECAR_SUFFIX
+
+
+def _load_completed_shard(shard_path, digest):
+    """The sidecar of a finished shard matching `digest`, else `None`."""
+    sidecar_path = _sidecar_path(shard_path)
+    if not (os.path.isfile(shard_path) and os.path.isfile(sidecar_path)):
+        return None
+    try:
+        with open(sidecar_path, encoding="utf-8") as file:
+            sidecar = json.load(file)
+    except (OSError, json.JSONDecodeError):
+        return None
+    if not isinstance(sidecar, dict) or sidecar.get("digest") != digest:
+        return None
+    try:
+        count = records.count_records(shard_path)
+    except Exception:  # A corrupt shard (DataLossError): recompute it.
+        return None
+    if count != sidecar.get("count") or count != len(sidecar.get("utterance_ids", ())):
+        return None
+    return sidecar
+
+
+def _validate_utterances(utterances, class_names):
+    ordered = sorted(utterances, key=lambda u: u.utterance_id)
+    if not ordered:
+        raise ValueError("No utterances to prepare.")
+    seen = set()
+    for utterance in ordered:
+        if utterance.utterance_id in seen:
+            raise ValueError(f"Duplicate utterance id {utterance.utterance_id!r}.")
+        seen.add(utterance.utterance_id)
+        if utterance.label not in class_names:
+            raise ValueError(
+                f"Utterance {utterance.utterance_id!r} has label {utterance.label!r}, "
+                f"which is not one of class_names {list(class_names)}."
+            )
+    return ordered
+
+
+class _SegmentSource:
+    """The last whole file read for a segment, so that segments of one
+    recording that share a shard decode it once."""
+
+    def __init__(self, read_audio):
+        self.read_audio = read_audio
+        self.path = None
+        self.waveform = None
+
+    def waveform_of(self, path, sample_rate):
+        if self.path != path:
+            self.path, self.waveform = None, None  # Never a stale file after a failure.
+            decoded = self.read_audio(path, sample_rate)
+            self.waveform = np.asarray(getattr(decoded, "waveform", decoded))
+            self.path = path
+        return self.waveform
+
+
+def _cut_segment(waveform, path, sample_rate, start_seconds, end_seconds):
+    """The part of a whole-file waveform from `start_seconds` to `end_seconds`.
+
+    An end past the end of the file keeps what there is (rounding in a
+    manifest); a start at or past it is an error.
+    """
+    total = waveform.shape[-1]
+    first = int(round((start_seconds or 0.0) * sample_rate))
+    last = total if end_seconds is None else min(total, int(round(end_seconds * sample_rate)))
+    if first >= total:
+        raise ValueError(
+            f"{path}: the segment starts at {start_seconds} s, at or past the end of the "
+            f"audio ({total / sample_rate:.3f} s)"
+        )
+    return waveform[..., first:last]
+
+
+def _read_one(read_audio, path, sample_rate, max_seconds, utterance=None, segments=None):
+    """Reads one file with `read_audio`; returns `(waveform, truncated, source_seconds)`.
+
+    `read_audio` may return an array or a `media.DecodedAudio` (which says
+    whether the reader cut the clip). An array longer than `max_seconds` is
+    cut here. For an `utterance` that is a segment of its file, the whole file
+    is read (through `segments`, a `_SegmentSource`, when given), the segment
+    cut out, and `max_seconds` applies to the segment.
+    """
+    if utterance is not None and getattr(utterance, "is_segment", False):
+        source = segments or _SegmentSource(read_audio)
+        waveform = _cut_segment(
+            source.waveform_of(path, sample_rate), path, sample_rate,
+            utterance.start_seconds, utterance.end_seconds,
+        )
+        truncated, source_seconds = False, None
+    else:
+        if max_seconds is None:
+            decoded = read_audio(path, sample_rate)
+        else:
+            decoded = read_audio(path, sample_rate, max_seconds=max_seconds)
+        if hasattr(decoded, "waveform"):
+            waveform = np.asarray(decoded.waveform)
+            truncated = bool(getattr(decoded, "truncated", False))
+            source_seconds = getattr(decoded, "source_seconds", None)
+        else:
+            waveform = np.asarray(decoded)
+            truncated, source_seconds = False, None
+    if max_seconds is not None and waveform.ndim == 1:
+        limit = max(1, int(round(max_seconds * sample_rate)))
+        if waveform.size > limit:
+            truncated, source_seconds = True, waveform.size / sample_rate
+            waveform = waveform[:limit]
+    if not truncated:
+        source_seconds = None
+    return waveform, truncated, source_seconds
+
+
+def _compute_shard(
+    planned,
+    shard_path,
+    digest,
+    *,
+    class_index,
+    audio_layer,
+    text_encoder,
+    sample_rate,
+    read_audio,
+    extract_audio,
+    max_seconds=None,
+    min_seconds=0.0,
+    strict=False,
+):
+    """Extracts and writes one shard, then its sidecar; returns the sidecar.
+
+    With `strict`, audio that cannot be read raises instead of being skipped
+    (too-short clips are still skipped: they are a filter, not a fault).
+    """
+    timings = dict.fromkeys(_STAGES, 0.0)
+    skipped = []
+    truncated = []
+    segments = _SegmentSource(read_audio)
+
+    def skip(utterance, reason, stage):
+        if strict and _is_fault(reason):
+            raise ValueError(
+                f"utterance {utterance.utterance_id!r} ({utterance.audio_path}): {reason} "
+                "(strict: stopping instead of skipping it)"
+            )
+        skipped.append(
+            {
+                "utterance_id": utterance.utterance_id,
+                "audio_path": str(utterance.audio_path),
+                "reason": reason,
+                "stage": stage,
+            }
+        )
+
+    start = time.perf_counter()
+    readable, waveforms = [], []
+    for utterance in planned:
+        # Exception, not BaseException: Ctrl-C must stop the run, not skip a file.
+        try:
+            waveform, was_truncated, source_seconds = _read_one(
+                read_audio, utterance.audio_path, sample_rate, max_seconds,
+                utterance=utterance, segments=segments,
+            )
+        except Exception as error:
+            skip(utterance, f"cannot read audio: {type(error).__name__}: {error}", "read_audio")
+            continue
+        if waveform.ndim != 1 or waveform.size == 0:
+            skip(
+                utterance,
+                f"expected a non-empty mono waveform, got shape {waveform.shape}",
+                "read_audio",
+            )
+            continue
+        short = too_short_reason(waveform.size, sample_rate, min_seconds)
+        if short is not None:
+            skip(utterance, short, "read_audio")
+            continue
+        if was_truncated:
+            truncated.append(
+                {
+                    "utterance_id": utterance.utterance_id,
+                    "audio_path": str(utterance.audio_path),
+                    "kept_seconds": round(waveform.size / sample_rate, 3),
+                    "source_seconds": (
+                        None if source_seconds is None else round(float(source_seconds), 3)
+                    ),
+                }
+            )
+        readable.append(utterance)
+        waveforms.append(waveform)
+    timings["read_audio"] = time.perf_counter() - start
+
+    start = time.perf_counter()
+    audio_features = list(extract_audio(waveforms, audio_layer)) if waveforms else []
+    if len(audio_features) != len(waveforms):
+        raise ValueError(
+            f"The audio extractor returned {len(audio_features)} feature arrays for "
+            f"{len(waveforms)} waveforms."
+        )
+    kept, kept_audio = [], []
+    for utterance, features in zip(readable, audio_features):
+        features = np.asarray(features)
+        if features.ndim != 2 or features.shape[0] == 0:
+            skip(
+                utterance, f"audio too short: features of shape {features.shape}", "audio_features"
+            )
+            continue
+        kept.append(utterance)
+        kept_audio.append(features)
+    timings["audio_features"] = time.perf_counter() - start
+
+    start = time.perf_counter()
+    transcripts = [utterance.transcript for utterance in kept]
+    text_features = list(text_encoder.encode(transcripts, progress=False)) if kept else []
+    if len(text_features) != len(kept):
+        raise ValueError(
+            f"The text encoder returned {len(text_features)} arrays for {len(kept)} transcripts."
+        )
+    # The word pieces, for TensorBoard's attention figures (encoders without
+    # a tokenizer, such as test fakes, have none).
+    tokens = None
+    if kept and hasattr(text_encoder, "token_strings"):
+        tokens = text_encoder.token_strings(transcripts)
+    timings["text_features"] = time.perf_counter() - start
+
+    start = time.perf_counter()
+    serialized = [
+        records.serialize_example(
+            utterance.utterance_id,
+            utterance.speaker,
+            utterance.group,
+            class_index[utterance.label],
+            audio,
+            text,
+        )
+        for utterance, audio, text in zip(kept, kept_audio, text_features)
+    ]
+    count = records.write_shard(shard_path, serialized)
+    kept_ids = {utterance.utterance_id for utterance in kept}
+    sidecar = {
+        "file": os.path.basename(shard_path),
+        "count": count,
+        "digest": digest,
+        "utterance_ids": [utterance.utterance_id for utterance in kept],
+        "tokens": tokens,
+        "skipped": skipped,
+        "truncated": [item for item in truncated if item["utterance_id"] in kept_ids],
+        "audio_dim": int(kept_audio[0].shape[1]) if kept else None,
+        "text_dim": int(np.asarray(text_features[0]).shape[1]) if kept else None,
+    }
+    write_json_atomic(_sidecar_path(shard_path), sidecar)
+    timings["write"] = time.perf_counter() - start
+    return sidecar, timings
+
+
+# The kind of a skip reason ("missing media file", "cannot read audio", ...),
+# which the report counts drops by; shared with the corpus adapters.
+_reason_kind = registry.reason_kind
+
+
+def _is_fault(reason):
+    """True for a skip that `strict` turns into an error: unreadable audio, not a
+    clip below `min_seconds`."""
+    return _reason_kind(reason) in ("cannot read audio", "expected a non-empty mono waveform")
+
+
+def _remove_leftovers(out_dir):
+    """Removes temporary files of crashed runs, and the previous run's manifest."""
+    for name in os.listdir(out_dir):
+        if _TEMPORARY_FILE.match(name):
+            _remove_quietly(os.path.join(out_dir, name))
+    _remove_quietly(os.path.join(out_dir, records.MANIFEST_FILENAME))
+
+
+def _shard_key(utterance_id):
+    """A stable, uniform 64-bit number for an utterance id (not Python's salted hash)."""
+    return int.from_bytes(hashlib.sha256(utterance_id.encode("utf-8")).digest()[:8], "big")
+
+
+def plan_shards(utterances, shard_size, listed_counts=None):
+    """Plans which utterances each shard holds, by a stable key.
+
+    Group `g` (an IEMOCAP session, a MELD split) gets
+    `n_g = ceil(listed_counts[g] / shard_size)` shards (at least one), and
+    an utterance of `g` goes to its group's shard
+    `sha256(utterance_id) mod n_g`. Shards are ordered by group name, then by
+    that index; each holds its utterances sorted by id.
+
+    An utterance's shard thus depends on its id, its group and the group's
+    listed size only, never on which other utterances are present: dropping
+    one (a wav went missing) changes its own shard's plan and no other, as
+    long as `listed_counts` still counts it. Shards hold about `shard_size`
+    utterances each, some fewer or more, and may be empty.
+
+    Args:
+        utterances: `Utterance` objects with distinct ids.
+        shard_size: utterances planned per shard, on average.
+        listed_counts: `{group: n}`, the number of utterances the corpus
+            lists in each group before any were skipped; a group's count is
+            raised to the utterances given when it is smaller, and groups
+            missing from it count the utterances given. Default: the
+            utterances given.
+
+    Returns:
+        A list of shards, each a list of utterances sorted by id.
+
+    Example:
+
+    With `shard_size` 256, IEMOCAP's sessions of 1085, 1023, 1151, 1031 and
+    1241 utterances get 5, 4, 5, 5 and 5 shards, whichever of them are given
+    (here none, so every shard is empty):
+
+    >>> sessions = {"Session1": 1085, "Session2": 1023, "Session3": 1151,
+    ...             "Session4": 1031, "Session5": 1241}
+    >>> len(plan_shards([], 256, listed_counts=sessions))
+    24
+    """
+    if isinstance(shard_size, bool) or not isinstance(shard_size, int) or shard_size < 1:
+        raise ValueError(f"shard_size must be a positive integer, got {shard_size!r}.")
+    by_group = {}
+    for utterance in utterances:
+        by_group.setdefault(utterance.group, []).append(utterance)
+    listed = {}
+    for group, count in (listed_counts or {}).items():
+        if isinstance(count, bool) or not isinstance(count, int) or count < 0:
+            raise ValueError(
+                f"listed_counts[{group!r}] must be an integer >= 0, got {count!r}."
+            )
+        listed[group] = count
+    shards = []
+    for group in sorted(set(by_group) | set(listed), key=str):
+        members = by_group.get(group, [])
+        num_buckets = max(1, math.ceil(max(listed.get(group, 0), len(members)) / shard_size))
+        buckets = [[] for _ in range(num_buckets)]
+        for utterance in members:
+            buckets[_shard_key(utterance.utterance_id) % num_buckets].append(utterance)
+        shards.extend(sorted(bucket, key=lambda u: u.utterance_id) for bucket in buckets)
+    return shards
+
+
+def prepare_utterances(
+    utterances,
+    out_dir,
+    *,
+    class_names,
+    corpus,
+    audio_layer,
+    text_encoder,
+    sample_rate=16000,
+    shard_size=256,
+    progress=True,
+    read_audio=media.decode_audio,
+    extract_audio=extract_audio_features,
+    report_extra=None,
+    max_seconds=None,
+    dropped_by_parser=None,
+    min_seconds=MIN_SECONDS_DEFAULT,
+    listed_counts=None,
+    strict=False,
+):
+    """Extracts features of utterances into sharded TFRecords, resumably.
+
+    Shards that a previous (interrupted) run completed with the same
+    utterances and settings are kept as they are; see the module docstring.
+    An utterance whose audio cannot be read is skipped, with the reason, in
+    the report. The records directory gets `manifest.json` (read by
+    `smcn_tf.records.pipeline.make_dataset`) and `report.json`.
+
+    Args:
+        utterances: `smcn_tf.corpora.utterance.Utterance` objects.
+        out_dir: the records directory (created if missing).
+        class_names: the class names; a label is stored as its index here.
+        corpus: the corpus name, recorded in the manifest.
+        audio_layer: the audio feature layer, e.g.
+            `smcn_tf.features.audio.LogMelFeatures`.
+        text_encoder: a `smcn_tf.features.text.TextEncoder` (or any object
+            with `dim`, `max_tokens` and `encode(texts, progress=False)`).
+        sample_rate: the rate audio is read at.
+        shard_size: utterances planned per shard, on average (see
+            `plan_shards`).
+        progress: show a tqdm progress bar over the utterances.
+        read_audio: `read_audio(path, sample_rate) -> np.ndarray [samples]`
+            (called with `max_seconds=` as well when `max_seconds` is set),
+            or one returning a `smcn_tf.features.media.DecodedAudio` to
+            report truncation itself; an exception skips the utterance with
+            its message as the reason. Default: `media.decode_audio` (WAV,
+            FLAC, mp4, ...). For an utterance that is a segment of its file
+            (`start_seconds` / `end_seconds`), the whole file is read (without
+            `max_seconds`) and the segment is cut here.
+        extract_audio: `extract_audio(waveforms, layer) -> list of
+            [frames, dim] arrays`.
+        report_extra: more JSON-able entries for the report (e.g. the
+            parser's dropped labels).
+        max_seconds: keep at most this many seconds of each clip; a cut clip
+            is listed under `truncated` in the report. None keeps all.
+        dropped_by_parser: reason -> count of utterances dropped before this
+            stage (by the corpus parser), added to the report's `dropped`.
+        min_seconds: skip clips shorter than this (after any cut at
+            `max_seconds`), with the reason `"shorter than 0.1 s: 0.0001 s (1
+            sample)"` in the report; 0 keeps every non-empty clip.
+        listed_counts: `{group: n}` utterances the corpus lists per group
+            before the parser skipped any, so that the shard plan (and the
+            number of shards) does not change when a file goes missing; see
+            `plan_shards`. Default: the utterances given.
+        strict: raise ValueError, naming the utterance and its file, on audio
+            that cannot be read (or a segment past the end of its file)
+            instead of skipping it; clips shorter than `min_seconds` are
+            skipped either way.
+
+    Returns:
+        The report (also written to `out_dir/report.json`): `corpus`,
+        `num_utterances`, `num_examples`, `counts` (`{group: {class: n}}`),
+        `kept` (`total`, `by_group`, `by_label`), `dropped` (`total` and
+        `by_reason`: the parser's drops plus this stage's), `skipped`
+        (`[{"utterance_id", "audio_path", "reason", "stage"}]`), `truncated`
+        (`[{"utterance_id", "audio_path", "kept_seconds", "source_seconds"}]`),
+        `shards` (total / computed / reused), `timings_seconds` per stage
+        and `features` (the feature settings).
+
+    Raises:
+        ValueError: no utterances, a duplicate id, a label not in
+            `class_names`, a bad `shard_size`, `max_seconds`, `min_seconds`
+            or `listed_counts`, or no readable utterance.
+
+    Example, on IEMOCAP parsed into `parsed` (not run as a test: the corpus
+    is not shipped):
+
+    >>> report = prepare_utterances(
+    ...     parsed.utterances, "records/iemocap", class_names=CLASS_NAMES,
+    ...     corpus="iemocap", audio_layer=LogMelFeatures(),
+    ...     text_encoder=TextEncoder())  # doctest: +SKIP
+    >>> report["num_examples"]  # doctest: +SKIP
+    5531
+    """
+    if isinstance(shard_size, bool) or not isinstance(shard_size, int) or shard_size < 1:
+        raise ValueError(f"shard_size must be a positive integer, got {shard_size!r}.")
+    if max_seconds is not None and (
+        isinstance(max_seconds, bool)
+        or not isinstance(max_seconds, (int, float))
+        or not math.isfinite(max_seconds)
+        or max_seconds <= 0
+    ):
+        raise ValueError(f"max_seconds must be None or a positive number, got {max_seconds!r}.")
+    if (
+        isinstance(min_seconds, bool)
+        or not isinstance(min_seconds, (int, float))
+        or not math.isfinite(min_seconds)
+        or min_seconds < 0
+    ):
+        raise ValueError(f"min_seconds must be a number >= 0, got {min_seconds!r}.")
+    if max_seconds is not None and min_seconds > max_seconds:
+        raise ValueError(
+            f"min_seconds ({min_seconds}) is above max_seconds ({max_seconds}): every clip "
+            "would be skipped."
+        )
+    class_names = list(class_names)
+    if len(set(class_names)) != len(class_names) or not class_names:
+        raise ValueError(f"class_names must be distinct and non-empty, got {class_names}.")
+    ordered = _validate_utterances(utterances, class_names)
+    class_index = {name: index for index, name in enumerate(class_names)}
+    out_dir = os.fspath(out_dir)
+    os.makedirs(out_dir, exist_ok=True)
+    _remove_leftovers(out_dir)
+
+    audio_settings = _audio_layer_settings(audio_layer)
+    settings = {
+        "format_version": records.FORMAT_VERSION,
+        "class_names": class_names,
+        "sample_rate": sample_rate,
+        "audio_layer": audio_settings,
+        "text_encoder": _text_encoder_name(text_encoder),
+        "text_encoder_type": type(text_encoder).__name__,
+        "max_tokens": getattr(text_encoder, "max_tokens", None),
+        "text_dim": getattr(text_encoder, "dim", None),
+    }
+    if max_seconds is not None:
+        # Only when set, so records prepared before the option existed still resume.
+        settings["max_seconds"] = float(max_seconds)
+    # Always: records of versions without the limit may hold 1-frame examples.
+    settings["min_seconds"] = float(min_seconds)
+
+    plan = plan_shards(ordered, shard_size, listed_counts)
+    num_shards = len(plan)
+    timings = dict.fromkeys(_STAGES, 0.0)
+    started = time.perf_counter()
+    sidecars = []
+    computed = reused = 0
+    with tqdm.tqdm(
+        total=len(ordered), desc=f"prepare {corpus}", unit="utt", disable=not progress
+    ) as bar:
+        for index, planned in enumerate(plan):
+            shard_path = os.path.join(out_dir, records.shard_name(index, num_shards))
+            digest = _digest(settings, planned)
+            sidecar = _load_completed_shard(shard_path, digest)
+            if sidecar is not None and strict:
+                # A shard a non-strict run finished with unreadable audio in it.
+                faults = [item for item in sidecar["skipped"] if _is_fault(item["reason"])]
+                if faults:
+                    raise ValueError(
+                        f"utterance {faults[0]['utterance_id']!r} ({faults[0]['audio_path']}): "
+                        f"{faults[0]['reason']} (strict: stopping instead of skipping it)"
+                    )
+            if sidecar is not None:
+                reused += 1
+            else:
+                # A sidecar only ever sits beside the shard it describes.
+                _remove_quietly(_sidecar_path(shard_path))
+                sidecar, shard_timings = _compute_shard(
+                    planned,
+                    shard_path,
+                    digest,
+                    class_index=class_index,
+                    audio_layer=audio_layer,
+                    text_encoder=text_encoder,
+                    sample_rate=sample_rate,
+                    read_audio=read_audio,
+                    extract_audio=extract_audio,
+                    max_seconds=max_seconds,
+                    min_seconds=min_seconds,
+                    strict=strict,
+                )
+                computed += 1
+                for stage, seconds in shard_timings.items():
+                    timings[stage] += seconds
+            sidecars.append(sidecar)
+            bar.update(len(planned))
+    timings["total"] = time.perf_counter() - started
+
+    # Shards of an earlier plan (another shard count) are no longer listed.
+    current = {sidecar["file"] for sidecar in sidecars}
+    current |= {name + SIDECAR_SUFFIX for name in current}
+    for name in os.listdir(out_dir):
+        if _SHARD_FILE.match(name) and name not in current:
+            _remove_quietly(os.path.join(out_dir, name))
+
+    by_id = {utterance.utterance_id: utterance for utterance in ordered}
+    counts = {}
+    shards = []
+    skipped = []
+    truncated = []
+    for sidecar in sidecars:
+        shard_groups = {}
+        for utterance_id in sidecar["utterance_ids"]:
+            utterance = by_id[utterance_id]
+            group_counts = counts.setdefault(utterance.group, dict.fromkeys(class_names, 0))
+            group_counts[utterance.label] += 1
+            shard_groups[utterance.group] = shard_groups.get(utterance.group, 0) + 1
+        shards.append(
+            {"file": sidecar["file"], "count": sidecar["count"], "groups": shard_groups}
+        )
+        skipped.extend(sidecar["skipped"])
+        truncated.extend(sidecar.get("truncated", []))
+    counts = {group: counts[group] for group in sorted(counts)}
+    num_examples = sum(shard["count"] for shard in shards)
+    dims = [(s["audio_dim"], s["text_dim"]) for s in sidecars if s["audio_dim"] is not None]
+    audio_dim, text_dim = dims[0] if dims else (None, None)
+
+    features = {
+        "sample_rate": sample_rate,
+        "pooling": audio_settings.get("pooling"),
+        "max_frames": audio_settings.get("max_frames"),
+        "max_tokens": settings["max_tokens"],
+        "audio_dim": audio_dim,
+        "text_dim": text_dim,
+        "text_encoder": settings["text_encoder"],
+        "audio_layer": audio_settings,
+        "shard_size": shard_size,
+        "max_seconds": max_seconds,
+        "min_seconds": float(min_seconds),
+    }
+    by_label = dict.fromkeys(class_names, 0)
+    for group_counts in counts.values():
+        for label, count in group_counts.items():
+            by_label[label] += count
+    dropped_reasons = {
+        str(reason): int(count) for reason, count in (dropped_by_parser or {}).items()
+    }
+    for item in skipped:
+        reason = _reason_kind(item["reason"])
+        dropped_reasons[reason] = dropped_reasons.get(reason, 0) + 1
+    report = {
+        "corpus": corpus,
+        "out_dir": os.path.abspath(out_dir),
+        "num_utterances": len(ordered),
+        "num_examples": num_examples,
+        "num_skipped": len(skipped),
+        "num_truncated": len(truncated),
+        "groups": sorted(counts),
+        "counts": counts,
+        "kept": {
+            "total": num_examples,
+            "by_group": {group: sum(values.values()) for group, values in counts.items()},
+            "by_label": by_label,
+        },
+        "dropped": {
+            "total": sum(dropped_reasons.values()),
+            "by_reason": dict(sorted(dropped_reasons.items())),
+        },
+        "skipped": skipped,
+        "truncated": truncated,
+        "shards": {"total": num_shards, "computed": computed, "reused": reused},
+        "timings_seconds": {stage: round(seconds, 3) for stage, seconds in timings.items()},
+        "features": features,
+    }
+    for key, value in (report_extra or {}).items():
+        if key in report:
+            raise ValueError(f"report_extra key {key!r} clashes with a report field.")
+        report[key] = _jsonable(value)
+    write_json_atomic(os.path.join(out_dir, REPORT_FILENAME), report)
+
+    if num_examples == 0:
+        raise ValueError(
+            f"None of the {len(ordered)} utterances could be prepared (see "
+            f"{os.path.join(out_dir, REPORT_FILENAME)}); first reason: "
+            f"{skipped[0]['utterance_id']}: {skipped[0]['reason']}."
+        )
+    manifest = {
+        "format_version": records.FORMAT_VERSION,
+        "corpus": corpus,
+        "class_names": class_names,
+        "audio_dim": audio_dim,
+        "text_dim": text_dim,
+        "text_encoder": settings["text_encoder"],
+        # The rate the log-Mel frames were computed at: the export's front end
+        # must read waveforms at it.
+        "sample_rate": int(sample_rate),
+        "pooling": features["pooling"],
+        "max_frames": features["max_frames"],
+        "max_tokens": features["max_tokens"],
+        "shards": shards,
+        "num_examples": num_examples,
+        "groups": sorted(counts),
+        "counts": counts,
+        # Not read by the pipeline: the shortest clip the examples were cut from.
+        "min_seconds": float(min_seconds),
+    }
+    # Last: the manifest marks the directory as complete.
+    records.write_manifest(out_dir, manifest)
+    return report
+
+
+# The most differences the stderr warning lists; report.json has all of them.
+_WARNING_LINES = 12
+
+
+def _warn_loudly(corpus, data_dir, counts_check, stream):
+    """Print a banner listing how the parsed counts differ from the published ones."""
+    warnings = counts_check["warnings"]
+    rule = "!" * 78
+    lines = [
+        "",
+        rule,
+        f"WARNING: {counts_check['headline']}.",
+        f"  corpus {corpus!r} at {os.path.abspath(os.fspath(data_dir))}",
+        f"  differs from {counts_check['reference']}:",
+    ]
+    lines += [f"    - {warning}" for warning in warnings[:_WARNING_LINES]]
+    if len(warnings) > _WARNING_LINES:
+        lines.append(f"    ... and {len(warnings) - _WARNING_LINES} more")
+    lines += [
+        "  Results on this data are not comparable with published ones unless that is",
+        "  intended (a subset, a partial download). Every difference is in report.json",
+        "  under counts_check.",
+        rule,
+        "",
+    ]
+    print("\n".join(lines), file=stream, flush=True)
+
+
+def format_counts_table(report):
+    """Lay out a report's parsed, prepared and expected counts as a text table.
+
+    Args:
+        report: the report of `prepare_corpus` (its `counts_check`, `counts`
+            and `num_examples`).
+
+    Returns:
+        The table, one row per count, `<-- differs` beside a count that is not
+        the published one; `-` where a column does not apply (no published
+        counts for the demo corpora; labels the parser drops are never
+        prepared). An empty string when the report has no `counts_check`.
+
+    Example, with the `report` of `prepare_corpus` on IEMOCAP (not run as a
+    test: the corpus is not shipped):
+
+    >>> print(format_counts_table(report))  # doctest: +SKIP
+    counts of 'iemocap' vs IEMOCAP_full_release, 4-class set (5531 utterances)
+                   parsed  prepared  expected
+    total            5531      5531      5531
+    class angry      1103      1103      1103
+    ...
+    """
+    check = report.get("counts_check")
+    if not check:
+        return ""
+    counts = report.get("counts", {})
+
+    def prepared(row):
+        if row["section"] == "total":
+            return report.get("num_examples")
+        if row["section"] == "group":
+            return sum(counts.get(row["key"], {}).values())
+        if row["section"] == "label":
+            return sum(group.get(row["key"], 0) for group in counts.values())
+        return None
+
+    def cell(value):
+        return "-" if value is None else str(value)
+
+    reference = check.get("reference") or check.get("note") or "no published counts (demo corpus)"
+    lines = [f"counts of {report.get('corpus')!r} vs {reference}"]
+    table = [("", "parsed", "prepared", "expected", "")]
+    for row in check["rows"]:
+        differs = row["expected"] is not None and row["parsed"] != row["expected"]
+        table.append(
+            (row["name"], cell(row["parsed"]), cell(prepared(row)), cell(row["expected"]),
+             "<-- differs" if differs else "")
+        )
+    widths = [max(len(line[column]) for line in table) for column in range(4)]
+    for line in table:
+        text = line[0].ljust(widths[0]) + "".join(
+            "  " + value.rjust(width) for value, width in zip(line[1:4], widths[1:])
+        )
+        lines.append((text + ("  " + line[4] if line[4] else "")).rstrip())
+    return "\n".join(lines)
+
+
+def skipped_utterances(report):
+    """Every utterance a report says was left out, as `(utterance_id, reason)`.
+
+    The corpus parser's skips (missing media, missing transcriptions, ...)
+    first, sorted by id, then the feature stage's (unreadable or too short
+    clips) in shard order. Labels outside the classes are not listed (they
+    are counted under `dropped`).
+    """
+    items = [
+        (str(utterance_id), str(reason))
+        for utterance_id, reason in (report.get("parser") or {}).get("skipped", [])
+    ]
+    items += [(item["utterance_id"], item["reason"]) for item in report.get("skipped", [])]
+    return items
+
+
+def format_skipped(report, limit=CONSOLE_SKIPPED_LINES, report_path=None, names=True):
+    """Lay out what a prepare run skipped, for the console.
+
+    Args:
+        report: the report of `prepare_corpus` or `prepare_utterances`.
+        limit: list at most this many utterances, then `... and N more`.
+        report_path: the report.json to point to; default
+            `<report["out_dir"]>/report.json`.
+        names: list the utterances with their reasons; False gives the
+            count line alone (`smcn prepare --quiet`).
+
+    Returns:
+        `""` when nothing was skipped; else a count line, then (with
+        `names`) one line per utterance, `  <id>: <reason>`, and `  ... and N
+        more (see <report.json>)` past `limit`.
+
+    Example, with the `report` of `prepare_corpus` on MELD (not run as a
+    test: the corpus is not shipped):
+
+    >>> print(format_skipped(report))  # doctest: +SKIP
+    Skipped 2 of 42 utterances (report: records/meld/report.json):
+      dev_dia1_utt0: missing media file data/MELD.Raw/dev_splits_complete/dia1_utt0.mp4
+      train_dia1_utt1: shorter than 0.1 s: 0.0001 s (1 sample)
+    """
+    items = skipped_utterances(report)
+    if not items:
+        return ""
+    if report_path is None:
+        report_path = os.path.join(report.get("out_dir", "."), REPORT_FILENAME)
+    total = len(items) + int(report.get("num_examples", 0))
+    head = f"Skipped {len(items)} of {total} utterances (report: {report_path})"
+    if not names:
+        return head + "."
+    lines = [head + ":"]
+    for utterance_id, reason in items[:limit]:
+        lines.append(f"  {utterance_id}: {' '.join(reason.split())}")
+    if len(items) > limit:
+        lines.append(f"  ... and {len(items) - limit} more (see {report_path})")
+    return "\n".join(lines)
+
+
+def prepare_corpus(
+    corpus,
+    data_dir,
+    out_dir,
+    *,
+    pooling,
+    max_frames,
+    max_tokens,
+    text_encoder_dir=None,
+    shard_size=256,
+    strict=False,
+    progress=True,
+    max_seconds=None,
+    text_encoder=None,
+    min_seconds=MIN_SECONDS_DEFAULT,
+    corpus_options=None,
+    sample_rate=16000,
+):
+    """Parses a corpus and prepares its features as sharded TFRecords.
+
+    The corpus is read by its adapter in `smcn_tf.corpora.registry`. For the
+    real releases (`"iemocap"`, `"meld"`) the parsed counts are compared with
+    the published ones; when they differ a loud warning goes to stderr before
+    the (slow) feature extraction starts, and the differences go into the
+    report (`counts_check`).
+
+    Args:
+        corpus: a registered corpus name (`smcn_tf.corpora.registry.corpus_names()`):
+            `"iemocap"` or `"demo"` (IEMOCAP_full_release layout), `"meld"`
+            or `"demo-meld"` (MELD.Raw layout), `"csv"` (a CSV manifest).
+        data_dir: the corpus root; for `"csv"` the manifest file.
+        out_dir: the records directory.
+        pooling: log-Mel frames averaged into one feature frame.
+        max_frames: the most feature frames kept per utterance.
+        max_tokens: the most text tokens kept per transcript.
+        text_encoder_dir: a Hugging Face BERT checkpoint directory; `None`
+            uses the installed all-MiniLM-L6-v2.
+        shard_size: utterances planned per shard.
+        strict: raise on a missing media file or transcription, and on
+            audio that cannot be decoded, instead of skipping it.
+        progress: show a progress bar.
+        max_seconds: keep at most this many seconds of each clip (cut clips
+            are reported); None means the corpus' `defaults.max_seconds`
+            (30 s for MELD, no limit for IEMOCAP and csv).
+        text_encoder: an encoder object to use instead of loading
+            `TextEncoder(text_encoder_dir)` (anything with `dim`,
+            `max_tokens` and `encode(texts, progress=False)`).
+        min_seconds: skip clips shorter than this many seconds (reported);
+            default `MIN_SECONDS_DEFAULT` (0.1 s); 0 keeps every non-empty
+            clip.
+        corpus_options: the corpus' own options for its adapter's `load`,
+            e.g. `{"classes": ["ang", "hap"], "label_map": {"exc": "hap"}}`
+            for `"csv"`.
+        sample_rate: the rate, in Hz, audio is read (and resampled) at and
+            the log-Mel frames are computed for (`features.sample_rate`;
+            default 16000, IEMOCAP's own rate).
+
+    Returns:
+        The report of `prepare_utterances`, plus `data_dir`, `parser` (for
+        IEMOCAP layouts `dropped_labels`, `skipped`, `kept_labels`, `counts`;
+        for MELD layouts `skipped`, `unannotated_media` (per split `count` and
+        `examples`), `encodings`, `files`, `counts`; for csv `manifest`,
+        `rows`, `classes`, `label_map`, `dropped_labels`, `kept_labels`,
+        `skipped`, `counts`) and `counts_check` (`reference`, `headline`,
+        `rows` of parsed and expected counts, `warnings`; see
+        `format_counts_table`).
+
+    Raises:
+        ValueError: an unknown corpus (the message lists the known ones), an
+            option the corpus does not take, or a corpus with no usable
+            utterance.
+        CorpusFormatError: the corpus is malformed (see the parsers).
+
+    Example, on the MELD.Raw release (not run as a test: it is not shipped):
+
+    >>> prepare_corpus("meld", "data/MELD.Raw", "records/meld",
+    ...                pooling=4, max_frames=500, max_tokens=100)  # doctest: +SKIP
+    """
+    adapter = registry.get_corpus(corpus)
+    if max_seconds is None:
+        max_seconds = adapter.defaults.max_seconds
+    # Parse first: corpus errors surface before the slow model loads.
+    loaded = adapter.load(data_dir, strict=strict, **(corpus_options or {}))
+    counts_check = loaded.counts_check
+    if counts_check["warnings"]:
+        _warn_loudly(corpus, data_dir, counts_check, sys.stderr)
+    if not loaded.utterances:
+        raise ValueError(f"No usable utterances found in {data_dir} (corpus {corpus!r}).")
+    audio_layer = LogMelFeatures(sample_rate=sample_rate, pooling=pooling, max_frames=max_frames)
+    if text_encoder is None:
+        text_encoder = TextEncoder(text_encoder_dir, max_tokens=max_tokens)
+    return prepare_utterances(
+        loaded.utterances,
+        out_dir,
+        class_names=loaded.class_names,
+        corpus=corpus,
+        audio_layer=audio_layer,
+        text_encoder=text_encoder,
+        sample_rate=audio_layer.sample_rate,
+        shard_size=shard_size,
+        progress=progress,
+        max_seconds=max_seconds,
+        min_seconds=min_seconds,
+        listed_counts=loaded.listed_counts,
+        dropped_by_parser=loaded.dropped,
+        strict=strict,
+        report_extra={
+            "data_dir": os.path.abspath(os.fspath(data_dir)),
+            "parser": loaded.parser_report,
+            "counts_check": counts_check,
+        },
+    )
