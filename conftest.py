@@ -55,7 +55,7 @@ def doctest_text_encoder():
 @pytest.fixture(scope="session")
 def doctest_export(tmp_path_factory):
     """The `export/smcn` of the serving examples: a tiny model with SMCN's contract."""
-    from smcn_tf.serving.testing import write_contract_model
+    from tests.serving_support import write_contract_model
 
     base = tmp_path_factory.mktemp("doctest_export") / "smcn"
     write_contract_model(str(base), version=1)

@@ -92,11 +92,11 @@ def export_tiny_model(directory):
         )
     except Exception as error:  # any failure: the stand-in still measures the transports
         shutil.rmtree(base, ignore_errors=True)
-        from smcn_tf.serving.testing import write_contract_model
+        from tests.serving_support import write_contract_model
 
         version_dir = write_contract_model(base, version=1)
         return version_dir, (
-            "the contract stand-in (smcn_tf.serving.testing; cheap math, no BERT) because "
+            "the contract stand-in (tests/serving_support.py; cheap math, no BERT) because "
             f"export_model failed: {type(error).__name__}: {str(error)[:200]}"
         )
 
@@ -130,7 +130,7 @@ def make_inputs(signature_def, batch_size, samples, tokens, seed=0):
 
 def start_server(base_path):
     """`smcn serve` in a child process; returns (process, grpc_target, rest_host, rest_port)."""
-    from smcn_tf.serving.testing import start_serve_process
+    from smcn_tf.serving.local.process import start_serve_process
 
     return start_serve_process(base_path)
 
@@ -228,7 +228,8 @@ def measure(transport, single, batch, args):
 
 def main(argv=None):
     args = parse_arguments(argv)
-    from smcn_tf.serving.local.model_store import read_signature_defs, resolve_version_dir
+    from smcn_tf.export.layout import resolve_version_dir
+    from smcn_tf.serving.local.model_store import read_signature_defs
 
     temporary = None
     if args.export:

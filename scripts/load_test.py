@@ -105,16 +105,16 @@ def prepare_base(source, directory):
         `(base, swap, description)`: `swap()` renames the staged version 2
         into the base path (atomic and instant, so it lands mid-run).
     """
-    from smcn_tf.serving.local.model_store import resolve_version_dir
+    from smcn_tf.export.layout import resolve_version_dir
 
     base = os.path.join(directory, "smcn")
     staging = os.path.join(directory, "staging")
     if source is None:
-        from smcn_tf.serving.testing import write_contract_model
+        from tests.serving_support import write_contract_model
 
         write_contract_model(base, version=1, warmup=True)
         write_contract_model(staging, version=2, warmup=True)
-        description = "a tiny stand-in export (smcn_tf.serving.testing)"
+        description = "a tiny stand-in export (tests/serving_support.py)"
     else:
         version_dir, _ = resolve_version_dir(source)
         os.makedirs(base)
@@ -146,7 +146,7 @@ class ChildServer:
     """`smcn serve` in a child process on free loopback ports."""
 
     def __init__(self, base):
-        from smcn_tf.serving.testing import start_serve_process
+        from smcn_tf.serving.local.process import start_serve_process
 
         self.process, self.grpc_target, _, self.rest_port = start_serve_process(
             base, host=HOST, poll_seconds=0.5

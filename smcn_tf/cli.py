@@ -17,6 +17,8 @@ import sys
 
 from smcn_tf import quiet
 
+# Commands import what they need inside their functions, on purpose: start-up time.
+
 
 def _add_config_arguments(parser):
     parser.add_argument(
@@ -219,13 +221,13 @@ def command_train(args):
 
 
 def command_evaluate(args):
-    from smcn_tf.records import pipeline, format as records
+    from smcn_tf.records import format as records
     from smcn_tf.evaluate import (
         evaluate_missing,
         format_missing,
         format_summary,
-        predict_dataset,
-        score_predictions,
+        held_out_dataset,
+        score_fold,
         summarize_folds,
     )
     from smcn_tf.io_utils import read_json
@@ -249,18 +251,16 @@ def command_evaluate(args):
         if not test_groups:  # the final model trained on everything
             continue
         model = load_model(os.path.join(fold_dir, "model.keras"), compile=False)
-        dataset = pipeline.make_dataset(
-            args.data, groups=test_groups, batch_size=args.batch_size, include_metadata=True
-        )
         if args.missing:
             # Each route (full input, unimodal head, fused head fed zeros) per fold.
+            dataset = held_out_dataset(args.data, test_groups, args.batch_size)
             routes = evaluate_missing(model, dataset, manifest["class_names"], args.missing)
             for route, report in routes.items():
                 fold_results.setdefault(route, {})[fold] = report
             continue
-        predictions = predict_dataset(model, dataset)
-        fold_results[fold] = score_predictions(
-            predictions["labels"], predictions["predictions"], manifest["class_names"]
+        # The same scoring as `smcn train` gives the fold's results.json.
+        fold_results[fold], _ = score_fold(
+            model, args.data, test_groups, manifest["class_names"], args.batch_size
         )
     if args.missing:
         pooled = {

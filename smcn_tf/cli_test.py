@@ -34,7 +34,11 @@ def test_train_evaluate_export_from_the_command_line(demo_features, tmp_path, ca
     assert "Session1" in printed and "mean" in printed and "tensorboard --logdir" in printed
 
     assert main(["evaluate", "--data", demo_features, "--run-dir", run_dir]) == 0
-    assert "Session1" in capsys.readouterr().out
+    evaluated = capsys.readouterr().out
+    assert "Session1" in evaluated
+    # One scoring path (evaluate.score_fold): evaluate re-scores the fold as train did.
+    fold_row = [line for line in printed.splitlines() if line.startswith("Session1 ")]
+    assert fold_row and fold_row[0] in evaluated.splitlines()
 
     export_base = str(tmp_path / "export")
     model = os.path.join(run_dir, "Session1", "model.keras")

@@ -10,12 +10,16 @@ then: `route="head"` reads the other modality's own unimodal head
 the exported graph do; `route="zeros"` reads the fused head fed an empty
 modality (zero features, length 0), as exports before the fallback did.
 `evaluate_missing` scores both beside the full model.
+
+`score_fold` is the one path that scores a model on a fold's held-out
+groups: `smcn train` (the fold's results.json) and `smcn evaluate` both use it.
 """
 
 import numpy as np
 import tensorflow as tf
 
 from smcn_tf.model import metrics
+from smcn_tf.records import pipeline
 
 
 MODALITIES = ("audio", "text")
@@ -108,6 +112,50 @@ def score_predictions(labels, predictions, class_names):
     report = metrics.classification_report(matrix, class_names)
     report["num_examples"] = int(matrix.sum())
     return report
+
+
+def held_out_dataset(records_dir, test_groups, batch_size):
+    """The held-out groups of a fold, in file order, with their metadata."""
+    return pipeline.make_dataset(
+        records_dir, groups=test_groups, batch_size=batch_size, include_metadata=True
+    )
+
+
+def score_fold(model, records_dir, test_groups, class_names, batch_size):
+    """Score a model on a fold's held-out groups.
+
+    The one evaluation path of `smcn train` (a fold's results.json) and
+    `smcn evaluate`, so both give the same numbers for the same model.
+
+    Args:
+        model: a model whose output dict has `probabilities`.
+        records_dir: the prepared features.
+        test_groups: the held-out group names.
+        class_names: the class names.
+        batch_size: the evaluation batch size.
+
+    Returns:
+        `(scores, predictions)`: the `score_predictions` report plus
+        `predictions`, one `{"utterance_id", "label", "prediction"}` per
+        utterance (as results.json lists them); and the raw
+        `predict_dataset` dict (labels, probabilities, predictions,
+        utterance ids).
+    """
+    predictions = predict_dataset(
+        model, held_out_dataset(records_dir, test_groups, batch_size)
+    )
+    scores = score_predictions(
+        predictions["labels"], predictions["predictions"], class_names
+    )
+    scores["predictions"] = [
+        {"utterance_id": utterance_id, "label": int(label), "prediction": int(pred)}
+        for utterance_id, label, pred in zip(
+            predictions["utterance_ids"],
+            predictions["labels"],
+            predictions["predictions"],
+        )
+    ]
+    return scores, predictions
 
 
 def evaluate_missing(model, dataset, class_names, missing):

@@ -48,33 +48,22 @@ import yaml
 
 from smcn_tf.training import distribute, resume, selection
 from smcn_tf import evaluate
-from smcn_tf.model import metrics
 from smcn_tf.training import tensorboard_logging as board
 from smcn_tf.records import pipeline, format as records
 from smcn_tf.io_utils import read_json, write_json_atomic
-from smcn_tf.model.smcn import build_smcn, dtype_policy
+from smcn_tf.model.smcn import SMCNModel, dtype_policy
 from smcn_tf.model.normalization import adapt_audio_normalization
 
 
 def build_model(config, manifest, use_cudnn="auto"):
     """An `SMCNModel` sized for the prepared features of `manifest`."""
-    model_config = config.model
-    return build_smcn(
-        variant=model_config.variant,
-        num_classes=len(manifest["class_names"]),
-        class_names=manifest["class_names"],
-        audio_dim=int(manifest["audio_dim"]),
-        text_dim=int(manifest["text_dim"]),
-        hidden_units=model_config.hidden_units,
-        attention_units=model_config.attention_units,
-        head_units=model_config.head_units,
-        head_activation=model_config.head_activation,
-        first_fusion=model_config.first_fusion,
-        second_fusion=model_config.second_fusion,
-        stop_gradient_target=model_config.stop_gradient_target,
-        dropout=model_config.dropout,
-        recurrent_core=model_config.recurrent_core,
-        audio_normalization=model_config.audio_normalization,
+    # Every `model` setting is a hyper-parameter of SMCNModel, passed through.
+    return SMCNModel.from_model_config(
+        config.model,
+        num_classes=len(manifest.class_names),
+        class_names=list(manifest.class_names),
+        audio_dim=manifest.audio_dim,
+        text_dim=manifest.text_dim,
         use_cudnn=use_cudnn,
     )
 
@@ -86,8 +75,7 @@ def compile_model(model, config):
     `LossScaleOptimizer`; `training.jit_compile` XLA-compiles the train step.
     """
     model.compile(
-        optimizer=keras.optimizers.Adam(learning_rate=config.training.learning_rate),
-        metrics=metrics.emotion_metrics(model.num_classes),
+        learning_rate=config.training.learning_rate,
         jit_compile=config.training.jit_compile,
     )
     return model
@@ -98,33 +86,17 @@ def balanced_class_weights(manifest, groups):
 
     A class absent from `groups` gets weight 0 (it has no utterance to weigh).
     """
-    class_names = manifest["class_names"]
-    counts = [
-        sum(manifest["counts"].get(group, {}).get(name, 0) for group in groups)
-        for name in class_names
-    ]
+    class_names = manifest.class_names
+    counts = manifest.class_counts(groups)
     total = sum(counts)
     return [
         total / (len(class_names) * count) if count else 0.0 for count in counts
     ]
 
 
-FEATURE_SETTINGS = (
-    "corpus",
-    "class_names",
-    "audio_dim",
-    "text_dim",
-    "text_encoder",
-    "sample_rate",
-    "pooling",
-    "max_frames",
-    "max_tokens",
-)
-
-
 def fold_plan(config, manifest):
     """The folds to run: a list of (name, train groups, test groups)."""
-    groups = list(manifest["groups"])
+    groups = list(manifest.groups)
     evaluation = config.evaluation
     if evaluation.protocol == "loso":
         unknown = sorted(set(evaluation.folds) - set(groups))
@@ -427,31 +399,18 @@ def train_fold(
             ),
         }
         if test_groups:
-            test_dataset = pipeline.make_dataset(
-                records_dir,
-                groups=test_groups,
-                batch_size=training.batch_size,
-                include_metadata=True,
-            )
-            predictions = evaluate.predict_dataset(model, test_dataset)
-            scores = evaluate.score_predictions(
-                predictions["labels"], predictions["predictions"], manifest["class_names"]
+            # The same scoring as `smcn evaluate` (evaluate.score_fold).
+            scores, predictions = evaluate.score_fold(
+                model, records_dir, test_groups, manifest["class_names"], training.batch_size
             )
             _log_test_scores(board_dir, scores, epochs)
             _log_held_out_views(
-                board_dir, model, records_dir, test_dataset, predictions,
-                manifest["class_names"], epochs,
+                board_dir, model, records_dir,
+                evaluate.held_out_dataset(records_dir, test_groups, training.batch_size),
+                predictions, manifest["class_names"], epochs,
             )
             board.log_hparams(board_dir, config, scores)
-            results.update(scores)
-            results["predictions"] = [
-                {"utterance_id": utterance_id, "label": int(label), "prediction": int(pred)}
-                for utterance_id, label, pred in zip(
-                    predictions["utterance_ids"],
-                    predictions["labels"],
-                    predictions["predictions"],
-                )
-            ]
+            results.update(scores)  # the report, then the per-utterance predictions
         else:  # the final model, nothing held out, nothing to score
             board.log_hparams(board_dir, config, None)
     write_json_atomic(
@@ -596,10 +555,7 @@ def run_experiment(
         with open(os.path.join(run_dir, "config.yaml"), "w", encoding="utf-8") as stream:
             yaml.safe_dump(config.to_dict(), stream, sort_keys=False)
         # What export needs to rebuild the raw-input front end of these models.
-        write_json_atomic(
-            os.path.join(run_dir, "features.json"),
-            {key: manifest[key] for key in FEATURE_SETTINGS if key in manifest},
-        )
+        write_json_atomic(os.path.join(run_dir, "features.json"), manifest.features.to_json())
     plan = fold_plan(config, manifest)
     if folds:
         known = [name for name, _, _ in plan]

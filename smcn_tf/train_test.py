@@ -34,10 +34,23 @@ def _event_tags(directory):
     return tags
 
 
+def _manifest(counts, class_names=("a",)):
+    """A `Manifest` with these counts (group -> class -> examples), one shard."""
+    from smcn_tf.records.format import Manifest
+
+    total = sum(sum(by_class.values()) for by_class in counts.values())
+    return Manifest(
+        corpus="test", class_names=class_names, audio_dim=78, text_dim=8,
+        text_encoder=None, pooling=5, max_frames=500, max_tokens=150,
+        shards=[{"file": "shard-00000-of-00001.tfrecord", "count": total}],
+        num_examples=total, groups=sorted(counts), counts=counts,
+    )
+
+
 def test_fold_plan_is_leave_one_session_out():
-    manifest = {"groups": [f"Session{i}" for i in range(1, 6)]}
+    manifest = _manifest({f"Session{i}": {"a": 1} for i in range(1, 6)})
     plan = fold_plan(_tiny_config(), manifest)
-    assert [fold for fold, _, _ in plan] == manifest["groups"]
+    assert [fold for fold, _, _ in plan] == list(manifest.groups)
     for fold, train_groups, test_groups in plan:
         assert test_groups == [fold] and fold not in train_groups
         assert len(train_groups) == 4
@@ -136,10 +149,10 @@ def _check_tensorboard_views(run_dir, records_dir, results):
 
 
 def test_balanced_class_weights_from_the_manifest_counts():
-    manifest = {
-        "class_names": ["a", "b", "c"],
-        "counts": {"S1": {"a": 6, "b": 2}, "S2": {"a": 2, "b": 2, "c": 0}, "S3": {"c": 9}},
-    }
+    manifest = _manifest(
+        {"S1": {"a": 6, "b": 2}, "S2": {"a": 2, "b": 2, "c": 0}, "S3": {"c": 9}},
+        class_names=["a", "b", "c"],
+    )
     # Over S1 + S2: a 8, b 4, c 0 -> 12 / (3 * 8), 12 / (3 * 4), 0.
     from smcn_tf.train import balanced_class_weights
 

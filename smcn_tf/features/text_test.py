@@ -109,3 +109,13 @@ def test_bad_max_tokens(encoder):
         text.TextEncoder(encoder.checkpoint_dir, max_tokens=1)
     with pytest.raises(ValueError, match="max_position_embeddings"):
         text.TextEncoder(encoder.checkpoint_dir, max_tokens=10_000)
+
+
+def test_pad_token_ids():
+    input_ids, attention_mask = text.pad_token_ids([[5, 6], [7]], pad_id=9, length=3)
+    assert input_ids.dtype == attention_mask.dtype == np.int32
+    assert input_ids.tolist() == [[5, 6, 9], [7, 9, 9]]
+    assert attention_mask.tolist() == [[1, 1, 0], [1, 0, 0]]
+    assert text.pad_token_ids([], pad_id=0)[0].shape == (0, 0)
+    with pytest.raises(ValueError, match="length=1"):
+        text.pad_token_ids([[5, 6]], pad_id=0, length=1)

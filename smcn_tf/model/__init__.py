@@ -1,7 +1,9 @@
 """The model: SMCN's functional graph, its layers, the fused recurrent core, metrics.
 
-- `smcn.py`: `SMCNModel`, `build_smcn` (every Table 3 variant from one builder),
-  `load_model`, `convert_recurrent_core`, `dtype_policy`;
+- `smcn.py`: `SMCNModel` (`compile()` with the paper's defaults,
+  `from_model_config`), `build_smcn` (every Table 3 variant from one builder),
+  `LossTerm` (the terms of eq. 17 as data), `load_model`,
+  `convert_recurrent_core`, `dtype_policy`;
 - `layers.py`: `LengthMask`, `AttentionPooling`, `Fusion`;
 - `recurrent.py`: `FusedBidirectionalGRU`, both BiGRU branches of a modality
   in one recurrence;
@@ -15,6 +17,7 @@ from smcn_tf.model.smcn import (
     MODALITIES,
     RECURRENT_CORES,
     VARIANTS,
+    LossTerm,
     SMCNModel,
     Variant,
     build_smcn,
@@ -27,6 +30,7 @@ from smcn_tf.model.normalization import AUDIO_NORMALIZATIONS, adapt_audio_normal
 
 __all__ = [
     "AUDIO_NORMALIZATIONS",
+    "LossTerm",
     "MODALITIES",
     "RECURRENT_CORES",
     "SMCNModel",

@@ -25,6 +25,7 @@ built with `use_cudnn=False` has only core TensorFlow ops, for TF Serving.
 import keras
 import tensorflow as tf
 from keras import ops
+from keras.src.backend.tensorflow import rnn as tensorflow_rnn
 
 DIRECTIONS = ("forward", "backward")
 
@@ -402,8 +403,6 @@ class FusedBidirectionalGRU(keras.layers.Layer):
 
     def _cudnn_directions(self, inputs, mask, lengths):
         """One cuDNN GRU per branch and direction (GPU only); one output per branch."""
-        from keras.src.backend.tensorflow import rnn as tensorflow_rnn
-
         batch = tf.shape(inputs)[0]
         initial = tf.zeros([batch, self.units], dtype=inputs.dtype)
         reversed_inputs = tf.reverse_sequence(inputs, lengths, seq_axis=1, batch_axis=0)

@@ -28,12 +28,17 @@ heads) and every loss term stay in float32; the variables are float32, so
 
 import contextlib
 import dataclasses
+import json
+import os
+import typing
 
 import keras
 import tensorflow as tf
 from keras import ops
 
 from smcn_tf.model.layers import AttentionPooling, Fusion, LengthMask
+# Importing the metrics also registers them, for `load_model` of compiled models.
+from smcn_tf.model.metrics import emotion_metrics
 from smcn_tf.model.normalization import AUDIO_NORMALIZATIONS, AudioNormalization
 from smcn_tf.model.normalization import adapt_audio_normalization  # noqa: F401  (re-exported)
 from smcn_tf.model.recurrent import FusedBidirectionalGRU
@@ -79,17 +84,62 @@ VARIANTS = {
     "smcn": Variant(BOTH, True, True, ("interaction", "semantic", "calibration")),
 }
 
-LOSS_TERMS = (
-    "emotion_loss",
-    "audio_loss",
-    "text_loss",
-    "audio_calibration_loss",
-    "text_calibration_loss",
-)
+# The paper's learning rate (section 3.3), `SMCNModel.compile`'s default.
+DEFAULT_LEARNING_RATE = 1e-4
+
+CROSS_ENTROPY = "cross_entropy"
+CALIBRATION = "calibration"
+
+
+@dataclasses.dataclass(frozen=True)
+class LossTerm:
+    """One term of eq. 17, as data.
+
+    Args:
+        name: the logged name (`emotion_loss`, `audio_loss`, ...).
+        output_key: the model output the term scores.
+        kind: `"cross_entropy"` (against the labels, eq. 8 and 16) or
+            `"calibration"` (the MSE of eq. 11 between `output_key`, Fc^i,
+            and `target_key`, F^j).
+        target_key: for `"calibration"`, the output the calibration learns.
+    """
+
+    name: str
+    output_key: str
+    kind: str
+    target_key: typing.Optional[str] = None
 
 
 def _other(modality):
     return "text" if modality == "audio" else "audio"
+
+
+def loss_terms_for(spec):
+    """The terms of eq. 17 that a `Variant` trains, in logging order."""
+    terms = []
+    if spec.final_features:
+        terms.append(LossTerm("emotion_loss", "probabilities", CROSS_ENTROPY))
+    if spec.unimodal_heads:
+        for modality in spec.modalities:
+            # A unimodal variant's own head is its `probabilities` output.
+            key = "probabilities" if len(spec.modalities) == 1 else f"{modality}_probabilities"
+            terms.append(LossTerm(f"{modality}_loss", key, CROSS_ENTROPY))
+    if spec.calibration:
+        for modality in spec.modalities:
+            # Loss_ij = MSE(F^j, Fc^i): Fc of modality i learns F of the other.
+            terms.append(
+                LossTerm(
+                    f"{modality}_calibration_loss",
+                    f"{modality}_calibration",
+                    CALIBRATION,
+                    target_key=f"{_other(modality)}_semantic",
+                )
+            )
+    return tuple(terms)
+
+
+# Every term's name, as the full model logs them.
+LOSS_TERMS = tuple(term.name for term in loss_terms_for(VARIANTS["smcn"]))
 
 
 def _make_fusion(spec, name):
@@ -114,12 +164,232 @@ def _serialize_fusion(spec):
     return spec
 
 
+def _check_arguments(
+    variant, num_classes, audio_dim, text_dim, hidden_units, head_units, dropout,
+    recurrent_core, audio_normalization, class_names,
+):
+    """Validate `SMCNModel`'s arguments; returns the class names as strings."""
+    if variant not in VARIANTS:
+        raise ValueError(
+            f"Unknown variant {variant!r}; expected one of {sorted(VARIANTS)}."
+        )
+    for field, value in (
+        ("num_classes", num_classes),
+        ("audio_dim", audio_dim),
+        ("text_dim", text_dim),
+        ("hidden_units", hidden_units),
+        ("head_units", head_units),
+    ):
+        if int(value) < 1:
+            raise ValueError(f"`{field}` must be a positive integer, got {value}.")
+    if recurrent_core not in RECURRENT_CORES:
+        raise ValueError(
+            f"`recurrent_core` must be one of {RECURRENT_CORES}, got "
+            f"{recurrent_core!r}."
+        )
+    if audio_normalization not in AUDIO_NORMALIZATIONS:
+        raise ValueError(
+            f"`audio_normalization` must be one of {AUDIO_NORMALIZATIONS}, got "
+            f"{audio_normalization!r}."
+        )
+    if not 0.0 <= float(dropout) < 1.0:
+        raise ValueError(f"`dropout` must be in [0, 1), got {dropout}.")
+    if class_names is not None:
+        class_names = [str(name) for name in class_names]
+        if len(class_names) != num_classes:
+            raise ValueError(
+                f"`class_names` has {len(class_names)} names but "
+                f"`num_classes` is {num_classes}."
+            )
+    return class_names
+
+
+def _modality_layers(
+    modality, spec, *, num_classes, hidden_units, attention_units, head_units,
+    head_activation, first_fusion, dropout, use_cudnn, recurrent_core,
+    audio_normalization,
+):
+    """The layers of one modality's branch, by role (absent roles are None).
+
+    The names are part of the model's interface (TensorBoard, tests and
+    `convert_recurrent_core` look layers up by name) and of its saved files.
+    """
+    branches = ("intra", "calibration") if spec.calibration else ("intra",)
+    layers = dict(
+        mask=LengthMask(name=f"{modality}_mask"),
+        normalization=None,
+        recurrent=None,
+        calibration_attention=None,
+        first_fusion=None,
+        interaction_attention=None,
+        dropout=None,
+        head_hidden=None,
+        head=None,
+    )
+    if modality == "audio" and audio_normalization != "none":
+        layers["normalization"] = AudioNormalization(
+            audio_normalization, name="audio_normalization"
+        )
+    if recurrent_core == "fused":
+        # Both BiGRUs read the same input: one projection, one loop a direction.
+        layers["recurrent"] = FusedBidirectionalGRU(
+            hidden_units, branches=branches, use_cudnn=use_cudnn, name=f"{modality}_gru"
+        )
+    else:
+        layers["recurrent"] = [
+            keras.layers.Bidirectional(
+                keras.layers.GRU(hidden_units, return_sequences=True, use_cudnn=use_cudnn),
+                name=f"{modality}_{branch}_gru",
+            )
+            for branch in branches
+        ]
+    layers["intra_attention"] = AttentionPooling(
+        attention_units, name=f"{modality}_intra_attention"
+    )
+    if spec.calibration:
+        layers["calibration_attention"] = AttentionPooling(
+            attention_units, name=f"{modality}_calibration_attention"
+        )
+        if "interaction" in spec.final_features:
+            layers["first_fusion"] = _make_fusion(first_fusion, f"{modality}_first_fusion")
+            layers["interaction_attention"] = AttentionPooling(
+                attention_units, name=f"{modality}_interaction_attention"
+            )
+    if spec.unimodal_heads:
+        if dropout:
+            layers["dropout"] = keras.layers.Dropout(dropout, name=f"{modality}_dropout")
+        layers["head_hidden"] = keras.layers.Dense(
+            head_units, activation=head_activation, name=f"{modality}_head_hidden"
+        )
+        layers["head"] = keras.layers.Dense(
+            num_classes,
+            activation="softmax",
+            dtype="float32",  # softmax and loss in float32 under mixed precision
+            name=f"{modality}_head",
+        )
+    return layers
+
+
+def _modality_branch(modality, layers, features, length):
+    """One modality's graph: mask → normalisation → BiGRUs → attentions → head.
+
+    Returns:
+        `(features, weights, outputs)`: the utterance-level features by kind
+        (`"semantic"` F^i, `"calibration"` Fc^i, `"interaction"` I1'^i, those
+        the variant has), the attention weights by the same kinds, and the
+        model outputs of this branch (`{modality}_calibration`,
+        `{modality}_semantic`, `{modality}_probabilities`).
+    """
+    pooled, weights, outputs = {}, {}, {}
+    mask = layers["mask"]((features, length))
+    if layers["normalization"] is not None:
+        # Standardised over valid frames only; padded frames become 0.
+        features = layers["normalization"](features, mask=mask)
+    if isinstance(layers["recurrent"], list):  # recurrent_core="keras"
+        hidden_by_branch = [gru(features, mask=mask) for gru in layers["recurrent"]]
+    else:
+        hidden_by_branch = layers["recurrent"](features, mask=mask)
+    hidden = hidden_by_branch[0]
+
+    # Intra-modal feature learning, eq. 1-3.
+    pooled["semantic"], weights["semantic"] = layers["intra_attention"](hidden, mask=mask)
+    if layers["calibration_attention"] is not None:
+        # Inter-modal calibration learning, eq. 9-10.
+        hidden_calibration = hidden_by_branch[1]
+        pooled["calibration"], weights["calibration"] = layers["calibration_attention"](
+            hidden_calibration, mask=mask
+        )
+        outputs[f"{modality}_calibration"] = pooled["calibration"]
+        if layers["interaction_attention"] is not None:
+            # Indirect interaction, first (temporal) scale, eq. 12-13.
+            first = layers["first_fusion"]([hidden, hidden_calibration])
+            pooled["interaction"], weights["interaction"] = layers["interaction_attention"](
+                first, mask=mask
+            )
+    outputs[f"{modality}_semantic"] = pooled["semantic"]
+    if layers["head"] is not None:
+        # The unimodal head p^i, eq. 7.
+        head = pooled["semantic"]
+        if layers["dropout"] is not None:
+            head = layers["dropout"](head)
+        head = layers["head_hidden"](head)
+        outputs[f"{modality}_probabilities"] = layers["head"](head)
+    return pooled, weights, outputs
+
+
+def _head_layers(spec, *, num_classes, second_fusion, dropout):
+    """The final head's layers: Φ2 per modality, the joint features, the emotion head.
+
+    None for the unimodal variants, whose unimodal head is the output.
+    """
+    if not spec.final_features:
+        return None
+    return dict(
+        second_fusion={
+            modality: _make_fusion(second_fusion, f"{modality}_second_fusion")
+            for modality in spec.modalities
+        }
+        if len(spec.final_features) > 1
+        else None,
+        joint=keras.layers.Concatenate(name="joint_features"),
+        dropout=keras.layers.Dropout(dropout, name="joint_dropout") if dropout else None,
+        head=keras.layers.Dense(
+            num_classes, activation="softmax", dtype="float32", name="emotion_head"
+        ),
+    )
+
+
+def _final_head(spec, layers, branches):
+    """Φ2 fusion (eq. 14), joint features and the emotion head (eq. 15-16).
+
+    Args:
+        spec: the `Variant`.
+        layers: from `_head_layers`.
+        branches: per modality, what `_modality_branch` returned.
+
+    Returns:
+        The model's output dict: every branch's outputs, `probabilities`
+        and, per modality, the attention weights of the features the final
+        head reads (`{modality}_attention`).
+    """
+    outputs = {}
+    for modality in spec.modalities:
+        outputs.update(branches[modality][2])
+    if layers is not None:
+        fused = []
+        for modality in spec.modalities:
+            pooled = branches[modality][0]
+            parts = [pooled[kind] for kind in spec.final_features]
+            if len(parts) == 1:
+                fused.append(parts[0])
+            else:
+                # Second interaction at utterance level, eq. 14.
+                fused.append(layers["second_fusion"][modality](parts))
+        joint = layers["joint"](fused)
+        if layers["dropout"] is not None:
+            joint = layers["dropout"](joint)
+        outputs["probabilities"] = layers["head"](joint)
+        explained = spec.final_features[0]
+    else:
+        only = spec.modalities[0]
+        outputs["probabilities"] = outputs.pop(f"{only}_probabilities")
+        explained = "semantic"
+    for modality in spec.modalities:
+        outputs[f"{modality}_attention"] = branches[modality][1][explained]
+    return outputs
+
+
 @keras.saving.register_keras_serializable(package="smcn_tf")
 class SMCNModel(keras.Model):
     """Self-guided Modality Calibration Network (Hou et al., ICASSP 2022).
 
     A functional model whose config is its hyper-parameters, so that
-    `from_config` rebuilds the same graph. Build it with `build_smcn`.
+    `from_config` rebuilds the same graph, in the shape of keras-hub's
+    backbones: the layers, then the functional graph (one branch per
+    modality, `_modality_branch`, then the final head, `_final_head`), then
+    the config. Build it with `build_smcn`, or from a
+    `smcn_tf.config.ModelConfig` with `SMCNModel.from_model_config`.
+    `compile()` defaults to the paper's Adam (1e-4) and UA / WA / weighted F1.
 
     Masking: `audio_length` / `text_length` mask both BiGRUs (the states stop
     at the last valid step in both directions) and every attention pooling,
@@ -179,47 +449,40 @@ class SMCNModel(keras.Model):
         class_names=None,
         **kwargs,
     ):
-        if variant not in VARIANTS:
-            raise ValueError(
-                f"Unknown variant {variant!r}; expected one of {sorted(VARIANTS)}."
-            )
-        for field, value in (
-            ("num_classes", num_classes),
-            ("audio_dim", audio_dim),
-            ("text_dim", text_dim),
-            ("hidden_units", hidden_units),
-            ("head_units", head_units),
-        ):
-            if int(value) < 1:
-                raise ValueError(f"`{field}` must be a positive integer, got {value}.")
-        if recurrent_core not in RECURRENT_CORES:
-            raise ValueError(
-                f"`recurrent_core` must be one of {RECURRENT_CORES}, got "
-                f"{recurrent_core!r}."
-            )
-        if audio_normalization not in AUDIO_NORMALIZATIONS:
-            raise ValueError(
-                f"`audio_normalization` must be one of {AUDIO_NORMALIZATIONS}, got "
-                f"{audio_normalization!r}."
-            )
-        if not 0.0 <= float(dropout) < 1.0:
-            raise ValueError(f"`dropout` must be in [0, 1), got {dropout}.")
-        if class_names is not None:
-            class_names = [str(name) for name in class_names]
-            if len(class_names) != num_classes:
-                raise ValueError(
-                    f"`class_names` has {len(class_names)} names but "
-                    f"`num_classes` is {num_classes}."
-                )
+        class_names = _check_arguments(
+            variant, num_classes, audio_dim, text_dim, hidden_units, head_units,
+            dropout, recurrent_core, audio_normalization, class_names,
+        )
         spec = VARIANTS[variant]
         attention_units = attention_units or 2 * hidden_units
         dims = {"audio": audio_dim, "text": text_dim}
 
-        inputs, semantic, calibration, interaction = {}, {}, {}, {}
-        attention = {}
-        outputs = {}
+        # === Layers ===
+        branch_layers = {
+            modality: _modality_layers(
+                modality,
+                spec,
+                num_classes=num_classes,
+                hidden_units=hidden_units,
+                attention_units=attention_units,
+                head_units=head_units,
+                head_activation=head_activation,
+                first_fusion=first_fusion,
+                dropout=dropout,
+                use_cudnn=use_cudnn,
+                recurrent_core=recurrent_core,
+                audio_normalization=audio_normalization,
+            )
+            for modality in spec.modalities
+        }
+        head_layers = _head_layers(
+            spec, num_classes=num_classes, second_fusion=second_fusion, dropout=dropout
+        )
+
+        # === Functional graph ===
         # Every variant takes all four inputs, so one dataset or signature
         # feeds any of them; a unimodal variant ignores the other modality.
+        inputs = {}
         for modality in MODALITIES:
             inputs[f"{modality}_features"] = keras.Input(
                 (None, dims[modality]), name=f"{modality}_features"
@@ -227,106 +490,19 @@ class SMCNModel(keras.Model):
             inputs[f"{modality}_length"] = keras.Input(
                 (), dtype="int32", name=f"{modality}_length"
             )
-        for modality in spec.modalities:
-            features = inputs[f"{modality}_features"]
-            length = inputs[f"{modality}_length"]
-            mask = LengthMask(name=f"{modality}_mask")((features, length))
-            if modality == "audio" and audio_normalization != "none":
-                # Standardised over valid frames only; padded frames become 0.
-                features = AudioNormalization(
-                    audio_normalization, name="audio_normalization"
-                )(features, mask=mask)
-
-            branches = ("intra", "calibration") if spec.calibration else ("intra",)
-            if recurrent_core == "fused":
-                # Both BiGRUs read the same input: one projection, one loop a direction.
-                hidden_by_branch = FusedBidirectionalGRU(
-                    hidden_units,
-                    branches=branches,
-                    use_cudnn=use_cudnn,
-                    name=f"{modality}_gru",
-                )(features, mask=mask)
-            else:
-                hidden_by_branch = [
-                    keras.layers.Bidirectional(
-                        keras.layers.GRU(
-                            hidden_units, return_sequences=True, use_cudnn=use_cudnn
-                        ),
-                        name=f"{modality}_{branch}_gru",
-                    )(features, mask=mask)
-                    for branch in branches
-                ]
-            hidden = hidden_by_branch[0]
-
-            # Intra-modal feature learning, eq. 1-3.
-            semantic[modality], semantic_weights = AttentionPooling(
-                attention_units, name=f"{modality}_intra_attention"
-            )(hidden, mask=mask)
-            attention[(modality, "semantic")] = semantic_weights
-            if spec.calibration:
-                # Inter-modal calibration learning, eq. 9-10.
-                hidden_calibration = hidden_by_branch[1]
-                calibration[modality], calibration_weights = AttentionPooling(
-                    attention_units, name=f"{modality}_calibration_attention"
-                )(hidden_calibration, mask=mask)
-                attention[(modality, "calibration")] = calibration_weights
-                outputs[f"{modality}_calibration"] = calibration[modality]
-                if "interaction" in spec.final_features:
-                    # Indirect interaction, first (temporal) scale, eq. 12-13.
-                    first = _make_fusion(first_fusion, f"{modality}_first_fusion")(
-                        [hidden, hidden_calibration]
-                    )
-                    interaction[modality], interaction_weights = AttentionPooling(
-                        attention_units, name=f"{modality}_interaction_attention"
-                    )(first, mask=mask)
-                    attention[(modality, "interaction")] = interaction_weights
-            outputs[f"{modality}_semantic"] = semantic[modality]
-            if spec.unimodal_heads:
-                head = semantic[modality]
-                if dropout:
-                    head = keras.layers.Dropout(dropout, name=f"{modality}_dropout")(head)
-                head = keras.layers.Dense(
-                    head_units, activation=head_activation, name=f"{modality}_head_hidden"
-                )(head)
-                outputs[f"{modality}_probabilities"] = keras.layers.Dense(
-                    num_classes,
-                    activation="softmax",
-                    dtype="float32",  # softmax and loss in float32 under mixed precision
-                    name=f"{modality}_head",
-                )(head)
-
-        if spec.final_features:
-            available = {
-                "semantic": semantic,
-                "calibration": calibration,
-                "interaction": interaction,
-            }
-            fused = []
-            for modality in spec.modalities:
-                parts = [available[kind][modality] for kind in spec.final_features]
-                if len(parts) == 1:
-                    fused.append(parts[0])
-                else:
-                    # Second interaction at utterance level, eq. 14.
-                    fused.append(
-                        _make_fusion(second_fusion, f"{modality}_second_fusion")(parts)
-                    )
-            joint = keras.layers.Concatenate(name="joint_features")(fused)
-            if dropout:
-                joint = keras.layers.Dropout(dropout, name="joint_dropout")(joint)
-            outputs["probabilities"] = keras.layers.Dense(
-                num_classes, activation="softmax", dtype="float32", name="emotion_head"
-            )(joint)
-            explained = spec.final_features[0]
-        else:
-            only = spec.modalities[0]
-            outputs["probabilities"] = outputs.pop(f"{only}_probabilities")
-            explained = "semantic"
-        for modality in spec.modalities:
-            outputs[f"{modality}_attention"] = attention[(modality, explained)]
-
+        branches = {
+            modality: _modality_branch(
+                modality,
+                branch_layers[modality],
+                inputs[f"{modality}_features"],
+                inputs[f"{modality}_length"],
+            )
+            for modality in spec.modalities
+        }
+        outputs = _final_head(spec, head_layers, branches)
         super().__init__(inputs=inputs, outputs=outputs, **kwargs)
 
+        # === Config ===
         self.variant = variant
         self.num_classes = num_classes
         self.audio_dim = audio_dim
@@ -337,6 +513,16 @@ class SMCNModel(keras.Model):
         self.head_activation = head_activation
         self.first_fusion = first_fusion
         self.second_fusion = second_fusion
+        # Serialised now, not in `get_config`: inside Keras' saving scope a
+        # layer's dtype policy, shared with the model's, would be written as a
+        # shared object, and the config would not round-trip as it is. Kept
+        # as JSON text, which Keras' attribute tracking leaves alone.
+        self._fusion_configs = json.dumps(
+            {
+                "first_fusion": _serialize_fusion(first_fusion),
+                "second_fusion": _serialize_fusion(second_fusion),
+            }
+        )
         self.stop_gradient_target = stop_gradient_target
         self.dropout = dropout
         self.use_cudnn = use_cudnn
@@ -344,23 +530,100 @@ class SMCNModel(keras.Model):
         self.audio_normalization = audio_normalization
         self.class_names = class_names
         self.modalities = spec.modalities
-        self.loss_terms = self._active_loss_terms(spec)
+        self.loss_terms = loss_terms_for(spec)
         # One Mean per loss term, so fit/evaluate/TensorBoard show each term.
         self.loss_term_trackers = [
-            keras.metrics.Mean(name=term) for term in self.loss_terms
+            keras.metrics.Mean(name=term.name) for term in self.loss_terms
         ]
         self._cross_entropy = keras.losses.SparseCategoricalCrossentropy()
 
-    @staticmethod
-    def _active_loss_terms(spec):
-        terms = []
-        if spec.final_features:
-            terms.append("emotion_loss")
-        if spec.unimodal_heads:
-            terms.extend(f"{modality}_loss" for modality in spec.modalities)
-        if spec.calibration:
-            terms.extend(f"{modality}_calibration_loss" for modality in spec.modalities)
-        return tuple(terms)
+    @classmethod
+    def from_model_config(
+        cls, model_config, *, num_classes, audio_dim, text_dim, class_names=None,
+        use_cudnn="auto", **kwargs,
+    ):
+        """An `SMCNModel` from a `smcn_tf.config.ModelConfig` and the data's shapes.
+
+        Every field of the `ModelConfig` is a constructor argument, so a new
+        hyper-parameter is added to `ModelConfig` and `SMCNModel` only.
+
+        Args:
+            model_config: a `ModelConfig` (or a dict of its fields).
+            num_classes: number of emotion classes.
+            audio_dim: size of an audio frame.
+            text_dim: size of a token vector.
+            class_names: optional class names.
+            use_cudnn: passed to the GRUs.
+            **kwargs: more `SMCNModel` arguments (e.g. `name`).
+
+        Returns:
+            An uncompiled `SMCNModel`.
+        """
+        if dataclasses.is_dataclass(model_config):
+            model_config = dataclasses.asdict(model_config)
+        return cls(
+            **dict(model_config),
+            num_classes=num_classes,
+            audio_dim=audio_dim,
+            text_dim=text_dim,
+            class_names=class_names,
+            use_cudnn=use_cudnn,
+            **kwargs,
+        )
+
+    def compile(
+        self,
+        optimizer="auto",
+        loss=None,
+        loss_weights=None,
+        metrics="auto",
+        *,
+        learning_rate=None,
+        **kwargs,
+    ):
+        """`keras.Model.compile` with the paper's defaults.
+
+        The loss is eq. 17, built in (`compute_loss`); `loss` is accepted as
+        Keras accepts it. Every other `keras.Model.compile` argument
+        (`jit_compile`, `steps_per_execution`, ...) passes through.
+
+        Args:
+            optimizer: `"auto"` (default): Adam at `learning_rate`; or any
+                optimizer Keras accepts.
+            loss: as for `keras.Model.compile`.
+            loss_weights: as for `keras.Model.compile`.
+            metrics: `"auto"` (default): UA, WA and weighted F1
+                (`metrics.emotion_metrics(num_classes)`) on the final
+                prediction; None for no metric; or a list Keras accepts.
+            learning_rate: Adam's rate for `optimizer="auto"` (default
+                `DEFAULT_LEARNING_RATE`, 1e-4 as in the paper).
+            **kwargs: the other `keras.Model.compile` arguments.
+        """
+        if isinstance(optimizer, str) and optimizer == "auto":
+            optimizer = keras.optimizers.Adam(
+                learning_rate=DEFAULT_LEARNING_RATE if learning_rate is None else learning_rate
+            )
+        elif learning_rate is not None:
+            raise ValueError(
+                "`learning_rate` sets the default optimizer's rate; with an explicit "
+                "`optimizer`, set the rate on it instead."
+            )
+        if isinstance(metrics, str) and metrics == "auto":
+            metrics = emotion_metrics(self.num_classes)
+        super().compile(
+            optimizer=optimizer, loss=loss, loss_weights=loss_weights, metrics=metrics,
+            **kwargs,
+        )
+
+    def compile_from_config(self, config):
+        # Keras skips compile() on load when a model overrides it; this one
+        # only adds defaults, so a saved model recompiles with its saved
+        # optimizer and metrics, as `keras.Model.compile_from_config` does.
+        config = keras.saving.deserialize_keras_object(config)
+        self.compile(**config)
+        if hasattr(self, "optimizer") and self.built:
+            # Create optimizer variables.
+            self.optimizer.build(self.trainable_variables)
 
     def loss_components(self, y, y_pred, sample_weight=None):
         """The terms of eq. 17 for a batch.
@@ -375,34 +638,24 @@ class SMCNModel(keras.Model):
         """
         terms = {}
         for term in self.loss_terms:
-            if term == "emotion_loss":
-                probabilities = y_pred["probabilities"]
-            elif term.endswith("_calibration_loss"):
-                modality = term[: -len("_calibration_loss")]
-                # Loss_ij = MSE(F^j, Fc^i): Fc of modality i learns F of the other.
-                # In float32, also when the features are float16.
-                target = ops.cast(y_pred[f"{_other(modality)}_semantic"], "float32")
-                if self.stop_gradient_target:
-                    target = ops.stop_gradient(target)
-                calibration = ops.cast(y_pred[f"{modality}_calibration"], "float32")
-                error = ops.mean(ops.square(target - calibration), axis=-1)
-                if sample_weight is not None:
-                    weights = ops.cast(ops.reshape(sample_weight, (-1,)), error.dtype)
-                    terms[term] = ops.sum(error * weights) / ops.maximum(
-                        ops.sum(weights), 1e-12
-                    )
-                else:
-                    terms[term] = ops.mean(error)
-                continue
-            else:
-                modality = term[: -len("_loss")]
-                key = (
-                    "probabilities"
-                    if len(self.modalities) == 1
-                    else f"{modality}_probabilities"
+            if term.kind == CROSS_ENTROPY:
+                terms[term.name] = self._cross_entropy(
+                    y, y_pred[term.output_key], sample_weight
                 )
-                probabilities = y_pred[key]
-            terms[term] = self._cross_entropy(y, probabilities, sample_weight)
+                continue
+            # Loss_ij = MSE(F^j, Fc^i), in float32 also when the features are float16.
+            target = ops.cast(y_pred[term.target_key], "float32")
+            if self.stop_gradient_target:
+                target = ops.stop_gradient(target)
+            calibration = ops.cast(y_pred[term.output_key], "float32")
+            error = ops.mean(ops.square(target - calibration), axis=-1)
+            if sample_weight is not None:
+                weights = ops.cast(ops.reshape(sample_weight, (-1,)), error.dtype)
+                terms[term.name] = ops.sum(error * weights) / ops.maximum(
+                    ops.sum(weights), 1e-12
+                )
+            else:
+                terms[term.name] = ops.mean(error)
         return terms
 
     def compute_loss(
@@ -419,11 +672,11 @@ class SMCNModel(keras.Model):
         terms = self.loss_components(y, y_pred, sample_weight)
         replicas = tf.distribute.get_strategy().num_replicas_in_sync
         for term in self.loss_terms:
-            if replicas > 1 and term.endswith("_calibration_loss"):
-                terms[term] = terms[term] / replicas
+            if replicas > 1 and term.kind == CALIBRATION:
+                terms[term.name] = terms[term.name] / replicas
         for tracker in self.loss_term_trackers:
             tracker.update_state(terms[tracker.name] * replicas)
-        total = ops.sum(ops.stack([terms[term] for term in self.loss_terms]))
+        total = ops.sum(ops.stack([terms[term.name] for term in self.loss_terms]))
         for loss in self.losses:  # regularizers, if a user adds any
             total = total + loss
         return total
@@ -433,27 +686,35 @@ class SMCNModel(keras.Model):
         return super().compute_metrics(x, y, y_pred["probabilities"], sample_weight)
 
     def get_config(self):
-        # Like keras-hub backbones: the config is the hyper-parameters.
-        return {
-            "name": self.name,
-            "trainable": self.trainable,
-            "variant": self.variant,
-            "num_classes": self.num_classes,
-            "audio_dim": self.audio_dim,
-            "text_dim": self.text_dim,
-            "hidden_units": self.hidden_units,
-            "attention_units": self.attention_units,
-            "head_units": self.head_units,
-            "head_activation": self.head_activation,
-            "first_fusion": _serialize_fusion(self.first_fusion),
-            "second_fusion": _serialize_fusion(self.second_fusion),
-            "stop_gradient_target": self.stop_gradient_target,
-            "dropout": self.dropout,
-            "use_cudnn": self.use_cudnn,
-            "recurrent_core": self.recurrent_core,
-            "audio_normalization": self.audio_normalization,
-            "class_names": self.class_names,
-        }
+        # Like keras-hub backbones: the config is the hyper-parameters. The
+        # base config gives name and trainable; its `dtype` is left out, as
+        # in every saved file: the layers take the policy they are built
+        # under (`dtype_policy`), and a float32 rebuild (`serving_copy`,
+        # evaluation) must not inherit a mixed policy at the model level.
+        config = super().get_config()
+        config.pop("dtype", None)
+        fusions = json.loads(self._fusion_configs)
+        config.update(
+            {
+                "variant": self.variant,
+                "num_classes": self.num_classes,
+                "audio_dim": self.audio_dim,
+                "text_dim": self.text_dim,
+                "hidden_units": self.hidden_units,
+                "attention_units": self.attention_units,
+                "head_units": self.head_units,
+                "head_activation": self.head_activation,
+                "first_fusion": fusions["first_fusion"],
+                "second_fusion": fusions["second_fusion"],
+                "stop_gradient_target": self.stop_gradient_target,
+                "dropout": self.dropout,
+                "use_cudnn": self.use_cudnn,
+                "recurrent_core": self.recurrent_core,
+                "audio_normalization": self.audio_normalization,
+                "class_names": self.class_names,
+            }
+        )
+        return config
 
     @classmethod
     def from_config(cls, config):
@@ -518,8 +779,8 @@ def model_inputs(variant):
 def load_model(path, compile=True):
     """Load a `.keras` model written by `smcn train`.
 
-    The file also records the compiled metrics, so their module is imported
-    first to register them.
+    The file also records the compiled metrics, registered by this module's
+    import of `smcn_tf.model.metrics`.
 
     Args:
         path: a `model.keras` file.
@@ -531,10 +792,6 @@ def load_model(path, compile=True):
     Returns:
         The `SMCNModel`.
     """
-    import os
-
-    from smcn_tf.model import metrics  # noqa: F401  (registers the compiled metrics)
-
     if not os.path.isfile(path):
         raise ValueError(f"No saved model at {path}.")
     return keras.saving.load_model(path, compile=compile)

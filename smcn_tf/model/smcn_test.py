@@ -50,7 +50,8 @@ EXPECTED_TERMS = {
 def test_every_variant_builds_and_trains_one_step(variant):
     rng = np.random.default_rng(0)
     model = build_smcn(variant, **TINY)
-    model.compile(optimizer=keras.optimizers.Adam(1e-2))
+    # No metric (`compile`'s default adds UA / WA / F1): the logs are the loss terms.
+    model.compile(optimizer=keras.optimizers.Adam(1e-2), metrics=None)
     inputs = _batch(rng)
     labels = rng.integers(0, CLASSES, 4)
     before = [np.array(weight) for weight in model.trainable_weights]
@@ -184,3 +185,62 @@ def test_cudnn_free_copy_has_the_same_weight_layout():
     model = build_smcn("smcn", **TINY)
     copy = build_smcn("smcn", use_cudnn=False, **TINY)
     assert [w.shape for w in model.weights] == [w.shape for w in copy.weights]
+
+
+def test_loss_terms_are_data():
+    from smcn_tf.model.smcn import CALIBRATION, CROSS_ENTROPY, LossTerm
+
+    model = build_smcn("smcn", **TINY)
+    assert tuple(term.name for term in model.loss_terms) == LOSS_TERMS
+    assert model.loss_terms[0] == LossTerm("emotion_loss", "probabilities", CROSS_ENTROPY)
+    assert LossTerm(
+        "audio_calibration_loss", "audio_calibration", CALIBRATION, target_key="text_semantic"
+    ) in model.loss_terms
+    # A unimodal variant's own head is its `probabilities` output.
+    (term,) = build_smcn("text", **TINY).loss_terms
+    assert term == LossTerm("text_loss", "probabilities", CROSS_ENTROPY)
+
+
+def test_compile_defaults_to_the_paper_and_the_emotion_metrics(tmp_path):
+    from smcn_tf.model.smcn import DEFAULT_LEARNING_RATE, load_model
+
+    model = build_smcn("smcn", **TINY)
+    model.compile()
+    assert isinstance(model.optimizer, keras.optimizers.Adam)
+    assert float(model.optimizer.learning_rate) == pytest.approx(DEFAULT_LEARNING_RATE)
+    model.compile(learning_rate=1e-2, jit_compile=False)
+    assert float(model.optimizer.learning_rate) == pytest.approx(1e-2)
+    assert model.jit_compile is False
+    with pytest.raises(ValueError, match="learning_rate"):
+        model.compile(optimizer="sgd", learning_rate=1e-2)
+    rng = np.random.default_rng(6)
+    history = model.fit(_batch(rng), rng.integers(0, CLASSES, 4), batch_size=4, verbose=0)
+    assert {"unweighted_accuracy", "weighted_accuracy", "weighted_f1"} <= set(history.history)
+    # A saved model recompiles with its saved optimizer and metrics on load.
+    path = str(tmp_path / "model.keras")
+    model.save(path)
+    restored = load_model(path)
+    assert float(restored.optimizer.learning_rate) == pytest.approx(1e-2)
+    logs = restored.evaluate(_batch(rng), rng.integers(0, CLASSES, 4), verbose=0, return_dict=True)
+    assert "unweighted_accuracy" in logs
+
+
+def test_from_model_config_passes_every_setting():
+    import dataclasses
+
+    from smcn_tf.config import ModelConfig
+    from smcn_tf.model.smcn import SMCNModel
+
+    settings = ModelConfig(
+        variant="inter", hidden_units=4, head_units=4, attention_units=6, dropout=0.1,
+        recurrent_core="keras", audio_normalization="utterance", stop_gradient_target=False,
+    )
+    model = SMCNModel.from_model_config(
+        settings, num_classes=CLASSES, class_names=["a", "b", "c"], audio_dim=AUDIO_DIM,
+        text_dim=TEXT_DIM, use_cudnn=False,
+    )
+    config = model.get_config()
+    for field, value in dataclasses.asdict(settings).items():
+        assert config[field] == value, field
+    assert config["use_cudnn"] is False and config["class_names"] == ["a", "b", "c"]
+    assert "dtype" not in config

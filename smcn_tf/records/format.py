@@ -19,11 +19,15 @@ Every file is written atomically (a temporary name, then `os.replace`), so a
 crash never leaves a half-written shard or manifest under its final name.
 """
 
+import copy
+import dataclasses
 import json
 import os
+import typing
 
 import numpy as np
 
+from smcn_tf.features.settings import FeatureSettings
 from smcn_tf.io_utils import read_json, write_json_atomic
 
 MANIFEST_FILENAME = "manifest.json"
@@ -46,11 +50,17 @@ _MANIFEST_TYPES = {
     "counts": (dict,),
 }
 REQUIRED_MANIFEST_KEYS = tuple(_MANIFEST_TYPES)
+# Optional manifest key -> the JSON types it may hold (absent or null: unknown).
+_OPTIONAL_MANIFEST_TYPES = {
+    "sample_rate": (int,),
+    "min_seconds": (int, float),
+}
 
 
 def _tf():
-    # TensorFlow is imported on first use so that importing this module (e.g.
-    # for `shard_name` or `read_manifest`) stays cheap.
+    # Lazy on purpose (start-up time): TensorFlow is imported on first use so
+    # that importing this module (e.g. for `shard_name`, `Manifest` or
+    # `read_manifest`, which the CLI and the reports use) stays cheap.
     import tensorflow as tf
 
     return tf
@@ -296,13 +306,15 @@ def validate_manifest(manifest, path=MANIFEST_FILENAME, records_dir=None):
     """Checks a manifest's keys and types; optionally that its shards exist.
 
     Args:
-        manifest: the manifest dict.
+        manifest: the manifest, a JSON dict or a `Manifest`.
         path: the manifest's path, named in error messages.
         records_dir: if given, every listed shard must exist in it.
 
     Raises:
         ValueError: naming the file and the offending field.
     """
+    if isinstance(manifest, Manifest):
+        manifest = manifest.to_json()
     if not isinstance(manifest, dict):
         raise _manifest_error(path, f"expected a JSON object, got {type(manifest).__name__}.")
     missing = [key for key in REQUIRED_MANIFEST_KEYS if key not in manifest]
@@ -313,6 +325,14 @@ def validate_manifest(manifest, path=MANIFEST_FILENAME, records_dir=None):
         if isinstance(value, bool) or not isinstance(value, types):
             expected = " or ".join("null" if t is type(None) else t.__name__ for t in types)
             raise _manifest_error(path, f"field {key!r} must be {expected}, got {value!r}.")
+    for key, types in _OPTIONAL_MANIFEST_TYPES.items():
+        value = manifest.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, types)
+                                  or value <= 0 and key == "sample_rate"):
+            expected = " or ".join(t.__name__ for t in types)
+            raise _manifest_error(
+                path, f"field {key!r} must be {expected} (or absent), got {value!r}."
+            )
     if manifest["format_version"] != FORMAT_VERSION:
         raise _manifest_error(
             path,
@@ -366,12 +386,161 @@ def validate_manifest(manifest, path=MANIFEST_FILENAME, records_dir=None):
         )
 
 
+def _json_value(value):
+    """A field's JSON form: tuples become lists, containers are copied."""
+    if isinstance(value, tuple):
+        return [_json_value(item) for item in value]
+    return copy.deepcopy(value)
+
+
+@dataclasses.dataclass(frozen=True)
+class Manifest:
+    """The manifest of a records directory (`manifest.json`), checked and typed.
+
+    Built by `smcn prepare`, read once by `read_manifest` and passed down
+    (pipeline, training, evaluation). Constructing one validates it: a wrong
+    field raises a `ValueError` naming `source` and the field.
+
+    Attributes:
+        corpus: the corpus the records were prepared from.
+        class_names: the class names, in label-id order.
+        audio_dim, text_dim: the widths of an audio frame and a token vector.
+        text_encoder: the text encoder's checkpoint (None: unknown).
+        pooling, max_frames, max_tokens: the feature settings (None: unknown).
+        shards: one dict per shard: `file` (a bare name), `count`, and what
+            else prepare recorded (`groups`).
+        num_examples: the examples over all shards.
+        groups: the fold keys, sorted.
+        counts: group -> class name -> examples.
+        sample_rate: the rate the log-Mel frames were computed at (None: an
+            older manifest without it; `features` then assumes 16000).
+        min_seconds: the shortest clip kept (None: not recorded).
+        format_version: the records format, `FORMAT_VERSION`.
+        extra: keys this version does not know, kept when written back.
+        source: where the manifest came from, named in errors (not compared).
+
+    Item access (`manifest["groups"]`, `get`, `in`) gives the JSON values, for
+    code not yet migrated to the attributes.
+
+    Example:
+
+    >>> manifest = Manifest(
+    ...     corpus="demo", class_names=["angry", "sad"], audio_dim=78, text_dim=384,
+    ...     text_encoder=None, pooling=5, max_frames=500, max_tokens=150,
+    ...     shards=[{"file": "shard-00000-of-00001.tfrecord", "count": 3}],
+    ...     num_examples=3, groups=["Session1"],
+    ...     counts={"Session1": {"angry": 1, "sad": 2}}, sample_rate=16000)
+    >>> manifest.class_names, manifest.examples_in(["Session1"])
+    (('angry', 'sad'), 3)
+    >>> manifest.features.num_frames(16000)
+    20
+    >>> Manifest.from_json(manifest.to_json()) == manifest
+    True
+    """
+
+    corpus: str
+    class_names: typing.Tuple[str, ...]
+    audio_dim: int
+    text_dim: int
+    text_encoder: typing.Optional[str]
+    pooling: typing.Optional[int]
+    max_frames: typing.Optional[int]
+    max_tokens: typing.Optional[int]
+    shards: typing.Tuple[dict, ...]
+    num_examples: int
+    groups: typing.Tuple[str, ...]
+    counts: typing.Dict[str, typing.Dict[str, int]]
+    sample_rate: typing.Optional[int] = None
+    min_seconds: typing.Optional[float] = None
+    format_version: int = FORMAT_VERSION
+    extra: typing.Dict[str, typing.Any] = dataclasses.field(default_factory=dict)
+    source: str = dataclasses.field(default=MANIFEST_FILENAME, compare=False, repr=False)
+
+    def __post_init__(self):
+        validate_manifest(self.to_json(), path=self.source)
+        for name in ("class_names", "groups"):
+            object.__setattr__(self, name, tuple(getattr(self, name)))
+        object.__setattr__(self, "shards", tuple(copy.deepcopy(list(self.shards))))
+        object.__setattr__(self, "counts", copy.deepcopy(self.counts))
+        object.__setattr__(self, "extra", copy.deepcopy(dict(self.extra)))
+
+    def _json_fields(self):
+        """The JSON keys -> the field values (not copied)."""
+        values = {
+            field.name: getattr(self, field.name)
+            for field in dataclasses.fields(self)
+            if field.name not in ("extra", "source")
+        }
+        for key in _OPTIONAL_MANIFEST_TYPES:
+            if values[key] is None:
+                del values[key]  # Written only when known, as before.
+        clashes = sorted(set(self.extra) & set(values) | set(self.extra) & {"extra", "source"})
+        if clashes:
+            raise _manifest_error(self.source, f"extra keys {clashes} are manifest fields.")
+        values.update(self.extra)
+        return values
+
+    def to_json(self):
+        """The JSON dict of `manifest.json` (a fresh copy)."""
+        return {key: _json_value(value) for key, value in self._json_fields().items()}
+
+    @classmethod
+    def from_json(cls, values, source=MANIFEST_FILENAME, records_dir=None):
+        """Reads and checks a manifest from its JSON dict.
+
+        Args:
+            values: the dict of `manifest.json`.
+            source: its path, named in error messages.
+            records_dir: if given, every listed shard must exist in it.
+
+        Raises:
+            ValueError: a field is missing or wrong; the message names
+                `source` and the field.
+        """
+        validate_manifest(values, path=source, records_dir=records_dir)
+        names = {field.name for field in dataclasses.fields(cls)} - {"extra", "source"}
+        known = {key: value for key, value in values.items() if key in names}
+        extra = {key: value for key, value in values.items() if key not in names}
+        return cls(**known, extra=extra, source=source)
+
+    @property
+    def features(self):
+        """The `FeatureSettings` the records were computed with."""
+        return FeatureSettings.from_json(self._json_fields(), source=self.source)
+
+    def examples_in(self, groups):
+        """The number of examples of `groups`, from the counts."""
+        return sum(sum(self.counts.get(group, {}).values()) for group in groups)
+
+    def class_counts(self, groups):
+        """Examples per class (in `class_names` order) over `groups`."""
+        return [
+            sum(self.counts.get(group, {}).get(name, 0) for group in groups)
+            for name in self.class_names
+        ]
+
+    # Dict-style access, for callers not yet migrated to the attributes.
+    def __getitem__(self, key):
+        values = self._json_fields()
+        if key not in values:
+            raise KeyError(key)
+        return _json_value(values[key])
+
+    def get(self, key, default=None):
+        """`manifest[key]`, or `default` when the manifest has no such key."""
+        return self[key] if key in self else default
+
+    def __contains__(self, key):
+        return key in self._json_fields()
+
+
 def write_manifest(out_dir, manifest):
     """Validates `manifest` and writes it to `out_dir/manifest.json`, atomically.
 
     Args:
         out_dir: the records directory.
-        manifest: a dict with the keys in `REQUIRED_MANIFEST_KEYS`.
+        manifest: a `Manifest`, or a dict with the keys in
+            `REQUIRED_MANIFEST_KEYS`.
 
     Returns:
         The manifest's path.
@@ -382,8 +551,9 @@ def write_manifest(out_dir, manifest):
     'records/iemocap/manifest.json'
     """
     path = os.path.join(os.fspath(out_dir), MANIFEST_FILENAME)
-    validate_manifest(manifest, path=path)
-    write_json_atomic(path, manifest)
+    values = manifest.to_json() if isinstance(manifest, Manifest) else manifest
+    validate_manifest(values, path=path)
+    write_json_atomic(path, values)
     return path
 
 
@@ -403,7 +573,7 @@ def read_token_strings(records_dir, utterance_ids):
     """
     wanted = set(utterance_ids)
     found = {}
-    for shard in read_manifest(records_dir)["shards"]:
+    for shard in read_manifest(records_dir).shards:
         path = os.path.join(os.fspath(records_dir), shard["file"] + ".json")
         if not wanted - set(found) or not os.path.isfile(path):
             continue
@@ -430,7 +600,7 @@ def read_manifest(out_dir):
         out_dir: the records directory.
 
     Returns:
-        The manifest dict.
+        The `Manifest`.
 
     Raises:
         FileNotFoundError: there is no manifest (the corpus was not prepared,
@@ -440,8 +610,8 @@ def read_manifest(out_dir):
 
     Example, on the records of `smcn prepare iemocap` (not run as a test):
 
-    >>> read_manifest("records/iemocap")["class_names"]  # doctest: +SKIP
-    ['angry', 'happy', 'neutral', 'sad']
+    >>> read_manifest("records/iemocap").class_names  # doctest: +SKIP
+    ('angry', 'happy', 'neutral', 'sad')
     """
     out_dir = os.fspath(out_dir)
     path = os.path.join(out_dir, MANIFEST_FILENAME)
@@ -450,6 +620,4 @@ def read_manifest(out_dir):
             f"{path} does not exist: {out_dir} is not a prepared records directory "
             f"(run the prepare step, and let it finish)."
         )
-    manifest = read_json(path)
-    validate_manifest(manifest, path=path, records_dir=out_dir)
-    return manifest
+    return Manifest.from_json(read_json(path), source=path, records_dir=out_dir)

@@ -126,7 +126,7 @@ def _write_valid(tmp_path, **overrides):
 def test_manifest_round_trip(tmp_path):
     path = _write_valid(tmp_path)
     assert os.path.basename(path) == "manifest.json"
-    assert records.read_manifest(tmp_path) == _manifest()
+    assert records.read_manifest(tmp_path).to_json() == _manifest()
     assert sorted(os.listdir(tmp_path)) == ["manifest.json", "shard-00000-of-00001.tfrecord"]
 
 
@@ -183,3 +183,41 @@ def test_write_manifest_validates(tmp_path):
     with pytest.raises(ValueError, match="missing required"):
         records.write_manifest(tmp_path, {"format_version": 1})
     assert not (tmp_path / "manifest.json").exists()
+
+
+def test_manifest_is_typed_and_round_trips(tmp_path):
+    _write_valid(tmp_path, sample_rate=8000, min_seconds=0.1, future_key={"a": 1})
+    manifest = records.read_manifest(tmp_path)
+    assert isinstance(manifest, records.Manifest)
+    assert manifest.class_names == ("angry", "happy", "neutral", "sad")
+    assert manifest.groups == ("Session1",) and manifest.num_examples == 2
+    assert manifest.sample_rate == 8000 and manifest.extra == {"future_key": {"a": 1}}
+    assert manifest.examples_in(["Session1", "Session9"]) == 2
+    assert manifest.class_counts(["Session1"]) == [0, 1, 1, 0]
+    # Unknown keys survive a rewrite; the JSON form is what was read.
+    assert manifest.to_json() == _manifest(sample_rate=8000, min_seconds=0.1,
+                                           future_key={"a": 1})
+    records.write_manifest(tmp_path, manifest)
+    assert records.read_manifest(tmp_path) == manifest
+    features = manifest.features
+    assert (features.sample_rate, features.pooling, features.max_tokens) == (8000, 5, 150)
+    assert features.class_names == manifest.class_names and features.corpus == "demo"
+    # Item access, for callers not yet migrated, gives the JSON values.
+    assert manifest["class_names"] == _manifest()["class_names"]
+    assert "counts" in manifest and manifest.get("missing", 3) == 3
+    with pytest.raises(KeyError):
+        manifest["missing"]
+
+
+def test_manifest_checks_on_construction():
+    values = _manifest()
+    values.pop("format_version")
+    manifest = records.Manifest(**values)
+    assert manifest.format_version == records.FORMAT_VERSION and "sample_rate" not in manifest
+    assert manifest.features.sample_rate == 16000  # older manifests: the default
+    with pytest.raises(ValueError, match=r"prepared/manifest.json: .*'num_examples'"):
+        records.Manifest(**dict(values, num_examples=5), source="prepared/manifest.json")
+    with pytest.raises(ValueError, match="'sample_rate' must be int"):
+        records.Manifest.from_json(_manifest(sample_rate="16k"))
+    with pytest.raises(ValueError, match=r"x.json: .*`pooling`"):
+        records.Manifest.from_json(_manifest(pooling=None), source="x.json").features

@@ -55,11 +55,16 @@ def _as_group_list(name, value):
     return value
 
 
+def _manifest_of(records_dir, manifest):
+    """The manifest a caller passed down, else `records_dir`'s, read now."""
+    return records.read_manifest(records_dir) if manifest is None else manifest
+
+
 def select_groups(manifest, groups=None, exclude_groups=None, records_dir=None):
     """Returns the manifest's groups kept by a `groups`/`exclude_groups` selection.
 
     Args:
-        manifest: a manifest dict (see `records.read_manifest`).
+        manifest: a `records.Manifest` (see `records.read_manifest`).
         groups: keep only these groups (`None`: all).
         exclude_groups: then drop these groups (`None`: none).
         records_dir: named in error messages.
@@ -71,7 +76,7 @@ def select_groups(manifest, groups=None, exclude_groups=None, records_dir=None):
         ValueError: a name is not one of the manifest's groups; the message
             lists the groups it has.
     """
-    available = list(manifest["groups"])
+    available = list(manifest.groups)
     groups = _as_group_list("groups", groups)
     exclude_groups = _as_group_list("exclude_groups", exclude_groups)
     unknown = sorted(
@@ -88,13 +93,14 @@ def select_groups(manifest, groups=None, exclude_groups=None, records_dir=None):
     return sorted(kept)
 
 
-def count_examples(records_dir, groups=None, exclude_groups=None):
+def count_examples(records_dir, groups=None, exclude_groups=None, manifest=None):
     """Counts the examples a selection keeps, from the manifest (no shard reads).
 
     Args:
         records_dir: a records directory written by `smcn_tf.records.prepare`.
         groups: keep only these groups (`None`: all).
         exclude_groups: then drop these groups.
+        manifest: `records_dir`'s `Manifest`, if the caller has read it.
 
     Returns:
         The number of examples (`int`).
@@ -104,9 +110,9 @@ def count_examples(records_dir, groups=None, exclude_groups=None):
     >>> count_examples("records/iemocap", exclude_groups=["Session5"])  # doctest: +SKIP
     4290
     """
-    manifest = records.read_manifest(records_dir)
+    manifest = _manifest_of(records_dir, manifest)
     kept = select_groups(manifest, groups, exclude_groups, records_dir=records_dir)
-    return sum(sum(manifest["counts"].get(group, {}).values()) for group in kept)
+    return manifest.examples_in(kept)
 
 
 def _shard_may_hold(shard, kept):
@@ -141,7 +147,7 @@ def is_held_out(utterance_id, fraction, seed):
     return int(digest[:15], 16) < fraction * 16**15
 
 
-def held_out_ids(records_dir, groups, fraction, seed):
+def held_out_ids(records_dir, groups, fraction, seed, manifest=None):
     """The ids of `groups` that `is_held_out` holds out, from the shard sidecars.
 
     Args:
@@ -149,6 +155,7 @@ def held_out_ids(records_dir, groups, fraction, seed):
         groups: the groups to draw from.
         fraction: the share held out, in (0, 1).
         seed: the hash seed.
+        manifest: `records_dir`'s `Manifest`, if the caller has read it.
 
     Returns:
         `(held_out, total)`: the held-out ids (a sorted list) and how many
@@ -158,10 +165,10 @@ def held_out_ids(records_dir, groups, fraction, seed):
         ValueError: a shard has no sidecar, or mixes selected and other
             groups (its items' groups are then unknown).
     """
-    manifest = records.read_manifest(records_dir)
+    manifest = _manifest_of(records_dir, manifest)
     wanted = set(groups)
     held_out, total = [], 0
-    for shard in manifest["shards"]:
+    for shard in manifest.shards:
         if shard["count"] == 0:
             continue
         if not isinstance(shard.get("groups"), dict):
@@ -220,6 +227,7 @@ def make_dataset(
     holdout_fraction=None,
     holdout_seed=0,
     holdout="exclude",
+    manifest=None,
 ):
     """Builds a batched `tf.data.Dataset` over prepared records.
 
@@ -274,6 +282,8 @@ def make_dataset(
         holdout_seed: the hash seed of that share.
         holdout: `"exclude"` drops the share (the training side), `"only"`
             keeps the share alone (the validation side).
+        manifest: `records_dir`'s `Manifest`, if the caller has read it
+            (read here otherwise).
 
     Returns:
         A `tf.data.Dataset` of `(inputs, label)` (or `(inputs, label,
@@ -320,9 +330,9 @@ def make_dataset(
             "stream it skips into is not reproducible."
         )
     records_dir = os.fspath(records_dir)
-    manifest = records.read_manifest(records_dir)
+    manifest = _manifest_of(records_dir, manifest)
     kept = select_groups(manifest, groups, exclude_groups, records_dir=records_dir)
-    num_kept = sum(sum(manifest["counts"].get(group, {}).values()) for group in kept)
+    num_kept = manifest.examples_in(kept)
     held_out = None
     if holdout_fraction is not None:
         if holdout not in HOLDOUT_SIDES:
@@ -331,13 +341,15 @@ def make_dataset(
             raise ValueError(
                 f"holdout_fraction must lie strictly between 0 and 1, got {holdout_fraction!r}."
             )
-        held_out, _ = held_out_ids(records_dir, kept, holdout_fraction, holdout_seed)
+        held_out, _ = held_out_ids(
+            records_dir, kept, holdout_fraction, holdout_seed, manifest=manifest
+        )
         num_kept = len(held_out) if holdout == "only" else num_kept - len(held_out)
     if num_kept == 0:
         raise ValueError(
             f"The selection groups={groups!r}, exclude_groups={exclude_groups!r}"
             + ("" if held_out is None else f", holdout={holdout!r} of {holdout_fraction}")
-            + f" keeps no examples of {records_dir} (groups {manifest['groups']})."
+            + f" keeps no examples of {records_dir} (groups {list(manifest.groups)})."
         )
     # Items of one pass that this shard keeps (`shard` keeps i, i + n, ...).
     items_per_pass = len(range(shard_index, num_kept, num_shards))
@@ -348,11 +360,11 @@ def make_dataset(
         )
     files = [
         os.path.join(records_dir, shard["file"])
-        for shard in manifest["shards"]
+        for shard in manifest.shards
         if shard["count"] > 0 and _shard_may_hold(shard, kept)
     ]
-    audio_dim = manifest["audio_dim"]
-    text_dim = manifest["text_dim"]
+    audio_dim = manifest.audio_dim
+    text_dim = manifest.text_dim
     if seed is None:
         # Shuffling still needs a seed for every pass: draw one (from Python's
         # `random`, which `keras.utils.set_random_seed` seeds). Unshuffled
@@ -389,7 +401,7 @@ def make_dataset(
         else:
             # Sequential reads keep the manifest's shard order.
             dataset = tf.data.TFRecordDataset(files, buffer_size=_READ_BUFFER_BYTES)
-        if len(kept) != len(manifest["groups"]):
+        if len(kept) != len(manifest.groups):
             # Parses only the `group` feature.
             kept_tensor = tf.constant(kept, dtype=tf.string)
             group_feature = {"group": tf.io.FixedLenFeature([], tf.string)}

@@ -557,3 +557,21 @@ def test_holdout_rejects_mixed_shards_and_bad_fractions(corpus, pure_corpus):
         pipeline.make_dataset(pure_corpus, holdout_fraction=1.5)
     with pytest.raises(ValueError, match="holdout must be"):
         pipeline.make_dataset(pure_corpus, holdout_fraction=0.5, holdout="keep")
+
+
+def test_a_manifest_passed_down_is_not_read_again(pure_corpus, monkeypatch):
+    manifest = records.read_manifest(pure_corpus)
+    expected, _ = pipeline.held_out_ids(pure_corpus, ["Session1"], 0.25, seed=3)
+
+    def no_read(records_dir):
+        raise AssertionError(f"read {records_dir} again")
+
+    monkeypatch.setattr(records, "read_manifest", no_read)
+    assert pipeline.count_examples(pure_corpus, groups=["Session1"], manifest=manifest) == 20
+    held = _ids(
+        pipeline.make_dataset(
+            pure_corpus, groups=["Session1"], include_metadata=True, holdout="only",
+            holdout_fraction=0.25, holdout_seed=3, manifest=manifest,
+        )
+    )
+    assert sorted(held) == expected

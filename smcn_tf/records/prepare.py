@@ -776,26 +776,27 @@ def prepare_utterances(
             f"{os.path.join(out_dir, REPORT_FILENAME)}); first reason: "
             f"{skipped[0]['utterance_id']}: {skipped[0]['reason']}."
         )
-    manifest = {
-        "format_version": records.FORMAT_VERSION,
-        "corpus": corpus,
-        "class_names": class_names,
-        "audio_dim": audio_dim,
-        "text_dim": text_dim,
-        "text_encoder": settings["text_encoder"],
+    manifest = records.Manifest(
+        format_version=records.FORMAT_VERSION,
+        corpus=corpus,
+        class_names=class_names,
+        audio_dim=audio_dim,
+        text_dim=text_dim,
+        text_encoder=settings["text_encoder"],
         # The rate the log-Mel frames were computed at: the export's front end
         # must read waveforms at it.
-        "sample_rate": int(sample_rate),
-        "pooling": features["pooling"],
-        "max_frames": features["max_frames"],
-        "max_tokens": features["max_tokens"],
-        "shards": shards,
-        "num_examples": num_examples,
-        "groups": sorted(counts),
-        "counts": counts,
+        sample_rate=int(sample_rate),
+        pooling=features["pooling"],
+        max_frames=features["max_frames"],
+        max_tokens=features["max_tokens"],
+        shards=shards,
+        num_examples=num_examples,
+        groups=sorted(counts),
+        counts=counts,
         # Not read by the pipeline: the shortest clip the examples were cut from.
-        "min_seconds": float(min_seconds),
-    }
+        min_seconds=float(min_seconds),
+        source=os.path.join(out_dir, records.MANIFEST_FILENAME),
+    )
     # Last: the manifest marks the directory as complete.
     records.write_manifest(out_dir, manifest)
     return report

@@ -29,7 +29,6 @@ output is that model's):
 
 import dataclasses
 import json
-import math
 import os
 import urllib.error
 import urllib.parse
@@ -37,14 +36,18 @@ import urllib.request
 
 import numpy as np
 
+from smcn_tf.export.description import ExportDescription
+from smcn_tf.export.layout import resolve_version_dir
+from smcn_tf.features.settings import FeatureSettings
+from smcn_tf.features.text import default_checkpoint_dir
+from smcn_tf.features.text import pad_token_ids
+from smcn_tf.serving import wire
 from smcn_tf.serving.errors import ServingError, code_for_http_status
+from smcn_tf.serving.input_checks import clean_graph_error
 
 DEFAULT_MAX_TOKENS = 150
 DEFAULT_SAMPLE_RATE = 16000
 SIGNATURE = "serving_default"
-# Front-end framing of the exported log-Mel layer (25 ms windows every 10 ms).
-WINDOW_MS = 25.0
-HOP_MS = 10.0
 
 
 @dataclasses.dataclass
@@ -99,23 +102,237 @@ class Prediction:
         return result
 
 
-def _read_export_description(version_dir):
-    path = os.path.join(version_dir, "assets.extra", "smcn.json")
-    if not os.path.isfile(path):
-        return {}
-    try:
-        with open(path, encoding="utf-8") as stream:
-            description = json.load(stream)
-    except (OSError, json.JSONDecodeError) as error:
-        raise ValueError(f"{path}: cannot read the export description: {error}")
-    return description if isinstance(description, dict) else {}
-
-
 def _first(*values):
     for value in values:
         if value is not None:
             return value
     return None
+
+
+class Transport:
+    """How a client reaches a served model; one subclass per transport.
+
+    Attributes:
+        name: "in-process", "grpc" or "rest" (`SMCNClient.transport`).
+        description: the export's `ExportDescription` when the transport can
+            read it (in-process), else `None`.
+    """
+
+    name = None
+    description = None
+
+    def predict(self, inputs, signature_name=SIGNATURE):
+        """Runs a signature on `inputs` (name -> numpy array).
+
+        Returns:
+            `(outputs, version)`: output name -> numpy array, and the version
+            that answered when the transport says (else `None`).
+
+        Raises:
+            ServingError: the model or the server refused, or is unreachable.
+        """
+        raise NotImplementedError
+
+    def metadata(self):
+        """TF Serving's REST metadata JSON of the model (the same over every transport)."""
+        raise NotImplementedError
+
+    def close(self):
+        """Releases connections (nothing to do by default)."""
+
+
+class InProcessTransport(Transport):
+    """Loads an export's SavedModel in this process and calls its signatures.
+
+    Args:
+        model_dir: a version directory, a model base directory (newest
+            version) or an export base with `<model_name>/<version>`.
+        model_name: the model's name under an export base.
+        version: a version to load instead of the newest.
+
+    Raises:
+        ValueError: no SavedModel there, or no such version.
+    """
+
+    name = "in-process"
+
+    def __init__(self, model_dir, model_name="smcn", version=None):
+        self.model_name = model_name
+        self.version_dir, found_version = resolve_version_dir(model_dir, model_name)
+        if version is not None and found_version not in (None, version):
+            self.version_dir = os.path.join(os.path.dirname(self.version_dir), str(version))
+            if not os.path.isdir(self.version_dir):
+                raise ValueError(f"No version {version} at {self.version_dir}.")
+            found_version = version
+        self.model_version = found_version
+        self.description = ExportDescription.read(self.version_dir)
+        self.input_rules = self.description.input_rules() if self.description else None
+        self._loaded = None
+
+    def _signatures(self):
+        # TensorFlow is imported on first use: a gRPC or REST client never loads it.
+        import tensorflow as tf
+
+        if self._loaded is None:
+            self._loaded = tf.saved_model.load(self.version_dir)
+        return self._loaded.signatures
+
+    def predict(self, inputs, signature_name=SIGNATURE):
+        import tensorflow as tf  # on first use, see `_signatures`
+
+        signatures = self._signatures()
+        if signature_name not in signatures:
+            raise ServingError(
+                "FAILED_PRECONDITION",
+                f'Serving signature key "{signature_name}" not found in {self.version_dir} '
+                f"(it has: {', '.join(sorted(signatures))}).",
+            )
+        if self.input_rules is not None:
+            # The same checks as `smcn serve`: clean messages before the graph runs.
+            self.input_rules.check(signature_name, inputs)
+        try:
+            outputs = signatures[signature_name](
+                **{name: tf.constant(value) for name, value in inputs.items()}
+            )
+        except (TypeError, ValueError) as error:
+            raise ServingError("INVALID_ARGUMENT", f"The model rejected this input: {error}")
+        except tf.errors.OpError as error:
+            code = "INVALID_ARGUMENT" if isinstance(
+                error, tf.errors.InvalidArgumentError) else "INTERNAL"
+            raise ServingError(code, clean_graph_error(error.message or "")) from None
+        return {name: value.numpy() for name, value in outputs.items()}, self.model_version
+
+    def metadata(self):
+        # The SavedModel's protos need TensorFlow: imported on first use.
+        from smcn_tf.serving.local.model_store import read_signature_defs
+
+        signature_map = wire.signature_def_map(read_signature_defs(self.version_dir))
+        return wire.metadata_to_json(self.model_name, self.model_version, signature_map)
+
+
+class GrpcTransport(Transport):
+    """TF Serving's gRPC `PredictionService` (TF Serving or `smcn serve`).
+
+    Args:
+        target: `host:port` of the gRPC API.
+        model_name: the served model's name.
+        version: a version to ask for; default the newest.
+        timeout: seconds to wait for an answer.
+    """
+
+    name = "grpc"
+
+    def __init__(self, target, model_name="smcn", version=None, timeout=60.0):
+        # grpc and the TF Serving protos (which load TensorFlow) are imported
+        # here, not at the top: a REST or in-process client does not need them.
+        import grpc
+        from tensorflow_serving.apis import prediction_service_pb2_grpc
+
+        self._grpc = grpc
+        self.target = target
+        self.model_name = model_name
+        self.version = version
+        self.timeout = timeout
+        self._channel = grpc.insecure_channel(
+            target,
+            options=[
+                ("grpc.max_receive_message_length", -1),
+                ("grpc.max_send_message_length", -1),
+            ],
+        )
+        self._stub = prediction_service_pb2_grpc.PredictionServiceStub(self._channel)
+
+    def _call(self, method, request):
+        try:
+            return method(request, timeout=self.timeout)
+        except self._grpc.RpcError as error:
+            raise _grpc_error(error, self.target)
+
+    def predict(self, inputs, signature_name=SIGNATURE):
+        request = wire.predict_request(self.model_name, signature_name, inputs, self.version)
+        response = self._call(self._stub.Predict, request)
+        return wire.response_outputs(response), response.model_spec.version.value
+
+    def metadata(self):
+        request = wire.metadata_request(self.model_name, self.version)
+        response = self._call(self._stub.GetModelMetadata, request)
+        return wire.metadata_to_json(
+            response.model_spec.name, response.model_spec.version.value,
+            wire.unpack_signature_def_map(response),
+        )
+
+    def close(self):
+        if self._channel is not None:
+            self._channel.close()
+            self._channel = None
+
+
+class RestTransport(Transport):
+    """TF Serving's REST API: `POST /v1/models/<name>[/versions/<v>]:predict`.
+
+    Args:
+        url: `http://host:port` of the REST API.
+        model_name: the served model's name.
+        version: a version to ask for; default the newest.
+        timeout: seconds to wait for an answer.
+        rest_format: `"instances"` (row format) or `"inputs"` (columnar).
+
+    Raises:
+        ValueError: a URL that is not `http(s)://host:port`, or a bad format.
+    """
+
+    name = "rest"
+
+    def __init__(self, url, model_name="smcn", version=None, timeout=60.0,
+                 rest_format="instances"):
+        parsed = urllib.parse.urlsplit(url)
+        if parsed.scheme not in ("http", "https") or not parsed.netloc:
+            raise ValueError(f"rest_url must look like http://host:8501, got {url!r}.")
+        if rest_format not in ("instances", "inputs"):
+            raise ValueError(f"rest_format must be 'instances' or 'inputs', got {rest_format!r}.")
+        self.url = url.rstrip("/")
+        self.model_name = model_name
+        self.version = version
+        self.timeout = timeout
+        self.rest_format = rest_format
+
+    def _model_path(self):
+        path = f"/v1/models/{urllib.parse.quote(self.model_name, safe='')}"
+        return path + (f"/versions/{self.version}" if self.version is not None else "")
+
+    def _call(self, path, body=None):
+        data = None if body is None else json.dumps(body, separators=(",", ":")).encode("utf-8")
+        request = urllib.request.Request(
+            self.url + path, data=data, headers={"Content-Type": "application/json"}
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout) as response:
+                return json.loads(response.read())
+        except urllib.error.HTTPError as error:
+            try:
+                message = json.loads(error.read()).get("error", error.reason)
+            except (ValueError, AttributeError):
+                message = str(error.reason)
+            raise ServingError(code_for_http_status(error.code), message, http_status=error.code)
+        except (urllib.error.URLError, ConnectionError, TimeoutError) as error:
+            raise ServingError(
+                "UNAVAILABLE",
+                f"Cannot reach the REST API at {self.url}: "
+                f"{getattr(error, 'reason', error)}. Is the server running?",
+            )
+
+    def predict(self, inputs, signature_name=SIGNATURE):
+        body = wire.predict_body(inputs, signature_name, self.rest_format)
+        answer = self._call(self._model_path() + ":predict", body)
+        return wire.read_predict_body(answer), self.version
+
+    def metadata(self):
+        return self._call(self._model_path() + "/metadata")
+
+
+TRANSPORTS = {
+    transport.name: transport for transport in (InProcessTransport, GrpcTransport, RestTransport)
+}
 
 
 class SMCNClient:
@@ -145,6 +362,9 @@ class SMCNClient:
         max_frames: the most pooled frames; default from `smcn.json`.
         sample_rate: the waveform rate the model takes; default 16000.
         timeout: seconds to wait for a remote answer.
+        transport: a `Transport` to use instead of the three above (one
+            of `InProcessTransport`, `GrpcTransport`, `RestTransport`, or
+            your own subclass).
 
     Raises:
         ValueError: bad arguments, or no export / tokenizer where named.
@@ -172,82 +392,55 @@ class SMCNClient:
         max_frames=None,
         sample_rate=None,
         timeout=60.0,
+        transport=None,
     ):
         chosen = [name for name, value in (
-            ("model_dir", model_dir), ("grpc_target", grpc_target), ("rest_url", rest_url)
+            ("model_dir", model_dir), ("grpc_target", grpc_target), ("rest_url", rest_url),
+            ("transport", transport),
         ) if value]
         if len(chosen) != 1:
             raise ValueError(
-                "Pass exactly one of model_dir=, grpc_target= or rest_url= "
+                "Pass exactly one of model_dir=, grpc_target=, rest_url= or transport= "
                 f"(got {', '.join(chosen) or 'none'})."
             )
         if rest_format not in ("instances", "inputs"):
             raise ValueError(f"rest_format must be 'instances' or 'inputs', got {rest_format!r}.")
-        self.transport = chosen[0].split("_")[0]  # "model", "grpc" or "rest"
-        if self.transport == "model":
-            self.transport = "in-process"
         self.model_name = model_name
         self.version = None if version is None else int(version)
         self.rest_format = rest_format
         self.timeout = timeout
-        description = {}
-        self._input_rules = None
-        self._loaded = None
-        self._channel = None
-        if model_dir:
-            from smcn_tf.serving.local.model_store import resolve_version_dir
-
-            self.version_dir, found_version = resolve_version_dir(model_dir, model_name)
-            if self.version is not None and found_version not in (None, self.version):
-                self.version_dir = os.path.join(os.path.dirname(self.version_dir), str(self.version))
-                if not os.path.isdir(self.version_dir):
-                    raise ValueError(f"No version {self.version} at {self.version_dir}.")
-                found_version = self.version
-            self.model_version = found_version
-            description = _read_export_description(self.version_dir)
-            from smcn_tf.serving.input_checks import InputRules
-
-            self._input_rules = InputRules.from_description(description)
+        if transport is not None:
+            if not isinstance(transport, Transport):
+                raise ValueError(
+                    f"transport must be a Transport (InProcessTransport, GrpcTransport, "
+                    f"RestTransport), got {type(transport).__name__}."
+                )
+            self.backend = transport
+        elif model_dir:
+            self.backend = InProcessTransport(model_dir, model_name, self.version)
+            self.version_dir = self.backend.version_dir
+            self.model_version = self.backend.model_version
+            directory = self.backend.description and self.backend.description.tokenizer_directory
             exported_tokenizer = os.path.join(
-                self.version_dir, "assets.extra",
-                (description.get("tokenizer") or {}).get("directory") or "tokenizer",
+                self.version_dir, "assets.extra", directory or "tokenizer"
             )
             if tokenizer_dir is None and os.path.isdir(exported_tokenizer):
                 tokenizer_dir = exported_tokenizer
         elif grpc_target:
-            import grpc
-            from tensorflow_serving.apis import prediction_service_pb2_grpc
-
+            self.backend = GrpcTransport(grpc_target, model_name, self.version, timeout)
             self.grpc_target = grpc_target
-            self._channel = grpc.insecure_channel(
-                grpc_target,
-                options=[
-                    ("grpc.max_receive_message_length", -1),
-                    ("grpc.max_send_message_length", -1),
-                ],
-            )
-            self._stub = prediction_service_pb2_grpc.PredictionServiceStub(self._channel)
         else:
-            parsed = urllib.parse.urlsplit(rest_url)
-            if parsed.scheme not in ("http", "https") or not parsed.netloc:
-                raise ValueError(f"rest_url must look like http://host:8501, got {rest_url!r}.")
-            self.rest_url = rest_url.rstrip("/")
-        settings = description.get("feature_settings") or {}
-        audio = description.get("audio") or {}
-        tokenizer_info = description.get("tokenizer") or {}
-        model_config = description.get("model_config") or {}
-        self.class_names = _first(
-            class_names, description.get("class_names"), model_config.get("class_names")
-        )
-        self.max_tokens = int(_first(
-            max_tokens, tokenizer_info.get("max_tokens"), settings.get("max_tokens"),
-            DEFAULT_MAX_TOKENS,
-        ))
-        self.pooling = _first(pooling, audio.get("pooling"), settings.get("pooling"))
-        self.max_frames = _first(max_frames, audio.get("max_frames"), settings.get("max_frames"))
+            self.backend = RestTransport(rest_url, model_name, self.version, timeout, rest_format)
+            self.rest_url = self.backend.url
+        self.transport = self.backend.name  # "in-process", "grpc" or "rest"
+        description = self.backend.description or ExportDescription()
+        features = description.features
+        self.class_names = _first(class_names, description.all_class_names)
+        self.max_tokens = int(_first(max_tokens, description.max_tokens, DEFAULT_MAX_TOKENS))
+        self.pooling = _first(pooling, features and features.pooling)
+        self.max_frames = _first(max_frames, features and features.max_frames)
         self.sample_rate = int(_first(
-            sample_rate, audio.get("sample_rate"), settings.get("sample_rate"),
-            DEFAULT_SAMPLE_RATE,
+            sample_rate, features and features.sample_rate, DEFAULT_SAMPLE_RATE
         ))
         if self.max_tokens < 2:
             raise ValueError(f"max_tokens must be >= 2 ([CLS] and [SEP]), got {self.max_tokens}.")
@@ -255,11 +448,11 @@ class SMCNClient:
 
     @staticmethod
     def _load_tokenizer(tokenizer_dir):
+        # transformers is imported here, not at the top: seconds of start-up
+        # that `import smcn_tf.serving.client` should not pay before it is used.
         import transformers
 
         if tokenizer_dir is None:
-            from smcn_tf.features.text import default_checkpoint_dir
-
             tokenizer_dir = default_checkpoint_dir()
         if not os.path.isdir(tokenizer_dir):
             raise ValueError(f"tokenizer_dir {tokenizer_dir} is not a directory.")
@@ -270,10 +463,8 @@ class SMCNClient:
 
     # Life cycle.
     def close(self):
-        """Closes the gRPC channel (nothing to do for the other transports)."""
-        if self._channel is not None:
-            self._channel.close()
-            self._channel = None
+        """Closes the transport (the gRPC channel; nothing to do for the others)."""
+        self.backend.close()
 
     def __enter__(self):
         return self
@@ -286,6 +477,7 @@ class SMCNClient:
         if audio is None:
             return np.zeros([0], np.float32)  # no audio: the text head answers
         if isinstance(audio, (str, os.PathLike)):
+            # features.audio loads TensorFlow: only a client reading files needs it.
             from smcn_tf.features.audio import read_waveform
 
             path = os.fspath(audio)
@@ -354,139 +546,33 @@ class SMCNClient:
             padding=False, return_attention_mask=False, return_token_type_ids=False,
         )["input_ids"]
         samples = max(waveform.shape[0] for waveform in waveforms)
-        tokens = max(len(ids) for ids in token_lists)
         batch = len(items)
+        input_ids, attention_mask = pad_token_ids(token_lists, self.tokenizer.pad_token_id)
         inputs = {
             "waveform": np.zeros((batch, samples), np.float32),
             "waveform_length": np.zeros((batch,), np.int32),
-            "input_ids": np.full((batch, tokens), self.tokenizer.pad_token_id, np.int32),
-            "attention_mask": np.zeros((batch, tokens), np.int32),
+            "input_ids": input_ids,
+            "attention_mask": attention_mask,
         }
-        for row, (waveform, ids) in enumerate(zip(waveforms, token_lists)):
+        for row, waveform in enumerate(waveforms):
             inputs["waveform"][row, : waveform.shape[0]] = waveform
             inputs["waveform_length"][row] = waveform.shape[0]
-            inputs["input_ids"][row, : len(ids)] = ids
-            inputs["attention_mask"][row, : len(ids)] = 1
         return inputs, token_lists
 
     def _valid_frames(self, num_samples):
         """Pooled log-Mel frames of a clip, or `None` when the settings are unknown."""
         if not self.pooling:
             return None
-        window = int(round(self.sample_rate * WINDOW_MS / 1000.0))
-        hop = int(round(self.sample_rate * HOP_MS / 1000.0))
-        frames = 1 + (num_samples - window) // hop if num_samples >= window else 1
-        pooled = math.ceil(frames / int(self.pooling))
-        return min(pooled, int(self.max_frames)) if self.max_frames else pooled
+        settings = FeatureSettings(
+            sample_rate=int(self.sample_rate), pooling=int(self.pooling),
+            max_frames=int(self.max_frames) if self.max_frames else None,
+        )
+        return settings.num_frames(num_samples)
 
     # Transports.
     def predict_raw(self, inputs, signature_name=SIGNATURE):
         """Sends prepared inputs; returns `(outputs, version)` as numpy arrays."""
-        if self.transport == "in-process":
-            return self._predict_in_process(inputs, signature_name)
-        if self.transport == "grpc":
-            return self._predict_grpc(inputs, signature_name)
-        return self._predict_rest(inputs, signature_name)
-
-    def _signatures(self):
-        if self._loaded is None:
-            import tensorflow as tf
-
-            self._loaded = tf.saved_model.load(self.version_dir)
-        return self._loaded.signatures
-
-    def _predict_in_process(self, inputs, signature_name):
-        import tensorflow as tf
-
-        signatures = self._signatures()
-        if signature_name not in signatures:
-            raise ServingError(
-                "FAILED_PRECONDITION",
-                f'Serving signature key "{signature_name}" not found in {self.version_dir} '
-                f"(it has: {', '.join(sorted(signatures))}).",
-            )
-        if self._input_rules is not None:
-            # The same checks as `smcn serve`: clean messages before the graph runs.
-            self._input_rules.check(signature_name, inputs)
-        from smcn_tf.serving.input_checks import clean_graph_error
-
-        try:
-            outputs = signatures[signature_name](
-                **{name: tf.constant(value) for name, value in inputs.items()}
-            )
-        except (TypeError, ValueError) as error:
-            raise ServingError("INVALID_ARGUMENT", f"The model rejected this input: {error}")
-        except tf.errors.OpError as error:
-            code = "INVALID_ARGUMENT" if isinstance(
-                error, tf.errors.InvalidArgumentError) else "INTERNAL"
-            raise ServingError(code, clean_graph_error(error.message or "")) from None
-        return {name: value.numpy() for name, value in outputs.items()}, self.model_version
-
-    def _predict_grpc(self, inputs, signature_name):
-        import grpc
-        import tensorflow as tf
-        from tensorflow_serving.apis import predict_pb2
-
-        request = predict_pb2.PredictRequest()
-        request.model_spec.name = self.model_name
-        request.model_spec.signature_name = signature_name
-        if self.version is not None:
-            request.model_spec.version.value = self.version
-        for name, value in inputs.items():
-            request.inputs[name].CopyFrom(tf.make_tensor_proto(value))
-        try:
-            response = self._stub.Predict(request, timeout=self.timeout)
-        except grpc.RpcError as error:
-            raise _grpc_error(error, self.grpc_target)
-        outputs = {name: tf.make_ndarray(proto) for name, proto in response.outputs.items()}
-        return outputs, response.model_spec.version.value
-
-    def _model_path(self):
-        path = f"/v1/models/{urllib.parse.quote(self.model_name, safe='')}"
-        return path + (f"/versions/{self.version}" if self.version is not None else "")
-
-    def _rest_call(self, path, body=None):
-        data = None if body is None else json.dumps(body, separators=(",", ":")).encode("utf-8")
-        request = urllib.request.Request(
-            self.rest_url + path, data=data, headers={"Content-Type": "application/json"}
-        )
-        try:
-            with urllib.request.urlopen(request, timeout=self.timeout) as response:
-                return json.loads(response.read())
-        except urllib.error.HTTPError as error:
-            try:
-                message = json.loads(error.read()).get("error", error.reason)
-            except (ValueError, AttributeError):
-                message = str(error.reason)
-            raise ServingError(code_for_http_status(error.code), message, http_status=error.code)
-        except (urllib.error.URLError, ConnectionError, TimeoutError) as error:
-            raise ServingError(
-                "UNAVAILABLE",
-                f"Cannot reach the REST API at {self.rest_url}: "
-                f"{getattr(error, 'reason', error)}. Is the server running?",
-            )
-
-    def _predict_rest(self, inputs, signature_name):
-        names = sorted(inputs)
-        if self.rest_format == "inputs":
-            body = {"signature_name": signature_name,
-                    "inputs": {name: inputs[name].tolist() for name in names}}
-        else:
-            columns = {name: inputs[name].tolist() for name in names}
-            body = {
-                "signature_name": signature_name,
-                "instances": [
-                    {name: columns[name][row] for name in names}
-                    for row in range(len(columns[names[0]]))
-                ],
-            }
-        answer = self._rest_call(self._model_path() + ":predict", body)
-        if "outputs" in answer:
-            columns = answer["outputs"]
-        else:
-            rows = answer["predictions"]
-            columns = {name: [row[name] for row in rows] for name in rows[0]}
-        return {name: np.asarray(value) for name, value in columns.items()}, self.version
+        return self.backend.predict(inputs, signature_name)
 
     def get_metadata(self):
         """The model's signatures, as TF Serving's REST metadata JSON.
@@ -496,35 +582,7 @@ class SMCNClient:
             "metadata": {"signature_def": {"signature_def": {...}}}}`, the
             same dict over every transport.
         """
-        from smcn_tf.serving.local.server import metadata_to_json
-
-        if self.transport == "rest":
-            return self._rest_call(self._model_path() + "/metadata")
-        from tensorflow_serving.apis import get_model_metadata_pb2
-
-        if self.transport == "in-process":
-            from smcn_tf.serving.local.model_store import read_signature_defs
-
-            signature_map = get_model_metadata_pb2.SignatureDefMap()
-            for key, value in read_signature_defs(self.version_dir).items():
-                signature_map.signature_def[key].CopyFrom(value)
-            return metadata_to_json(self.model_name, self.model_version, signature_map)
-        import grpc
-
-        request = get_model_metadata_pb2.GetModelMetadataRequest()
-        request.model_spec.name = self.model_name
-        if self.version is not None:
-            request.model_spec.version.value = self.version
-        request.metadata_field.append("signature_def")
-        try:
-            response = self._stub.GetModelMetadata(request, timeout=self.timeout)
-        except grpc.RpcError as error:
-            raise _grpc_error(error, self.grpc_target)
-        signature_map = get_model_metadata_pb2.SignatureDefMap()
-        response.metadata["signature_def"].Unpack(signature_map)
-        return metadata_to_json(
-            response.model_spec.name, response.model_spec.version.value, signature_map
-        )
+        return self.backend.metadata()
 
     # Predictions.
     def predict(self, audio, text):

@@ -9,7 +9,7 @@ import soundfile
 from smcn_tf.serving.client import Prediction, SMCNClient
 from smcn_tf.serving.errors import ServingError
 from smcn_tf.serving.local.server import serve
-from smcn_tf.serving.testing import CLASS_NAMES, MAX_TOKENS
+from tests.serving_support import CLASS_NAMES, MAX_TOKENS
 
 
 @pytest.fixture(scope="module")

@@ -2,7 +2,7 @@
 
 import pytest
 
-from smcn_tf.serving.testing import write_contract_model
+from tests.serving_support import write_contract_model
 
 
 @pytest.fixture(scope="module")

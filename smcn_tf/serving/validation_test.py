@@ -3,7 +3,7 @@
 Every case sends the bad request over gRPC and REST, checks the status and
 the message (it names the input and the row, and holds no graph internals),
 then sends a good request on the same server and checks that it still works.
-The contract export (`testing.py`) holds the same checks as a real export,
+The contract export (`tests/serving_support.py`) holds the same checks as a real export,
 in its graph and in its `smcn.json`.
 """
 
@@ -21,7 +21,7 @@ from smcn_tf.serving.errors import ServingError
 from smcn_tf.serving.input_checks import InputRules, clean_graph_error
 from smcn_tf.serving.local.model_store import ServableVersion
 from smcn_tf.serving.local.server import serve
-from smcn_tf.serving.testing import (
+from tests.serving_support import (
     CLS_ID,
     MIN_AUDIO_SAMPLES,
     SEP_ID,

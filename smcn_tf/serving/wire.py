@@ -1,4 +1,4 @@
-"""TF Serving's JSON tensor encoding (REST API), in both directions.
+"""TF Serving's wire formats: the JSON tensor encoding (REST) and the gRPC protos.
 
 Requests (`json_tensor.cc`, `FillPredictRequestFromJson`):
 
@@ -463,3 +463,149 @@ def format_predict_response(request_format, outputs):
             {name: columns[name][row] for name in names} for row in range(batch_size)
         ]
     }
+
+
+# TF Serving's protos (gRPC), in both directions, for the clients, the local
+# server and the exporter's warm-up file. The protos need TensorFlow, which
+# is imported on first use here (not at the top): the REST client, `smcn
+# --help` and the JSON side of this module must not pay its seconds of
+# start-up.
+
+
+def tensor_proto(array):
+    """A numpy array as a `TensorProto`."""
+    import tensorflow as tf
+
+    return tf.make_tensor_proto(array)
+
+
+def proto_to_array(proto):
+    """A `TensorProto` as a numpy array (strings as an object array of bytes)."""
+    import tensorflow as tf
+
+    return tf.make_ndarray(proto)
+
+
+def predict_request(model_name, signature_name, inputs, version=None):
+    """A `PredictRequest` for `inputs` (name -> numpy array)."""
+    from tensorflow_serving.apis import predict_pb2
+
+    request = predict_pb2.PredictRequest()
+    request.model_spec.name = model_name or ""
+    request.model_spec.signature_name = signature_name
+    if version is not None:
+        request.model_spec.version.value = int(version)
+    for name, value in inputs.items():
+        request.inputs[name].CopyFrom(tensor_proto(value))
+    return request
+
+
+def predict_response(model_name, version, signature_name, outputs):
+    """A `PredictResponse` holding `outputs` (name -> numpy array)."""
+    from tensorflow_serving.apis import predict_pb2
+
+    response = predict_pb2.PredictResponse()
+    response.model_spec.name = model_name
+    response.model_spec.version.value = version
+    response.model_spec.signature_name = signature_name
+    for name, value in outputs.items():
+        response.outputs[name].CopyFrom(tensor_proto(value))
+    return response
+
+
+def response_outputs(response):
+    """The outputs of a `PredictResponse` as numpy arrays."""
+    return {name: proto_to_array(proto) for name, proto in response.outputs.items()}
+
+
+def metadata_request(model_name, version=None):
+    """A `GetModelMetadataRequest` for the `signature_def` metadata."""
+    from tensorflow_serving.apis import get_model_metadata_pb2
+
+    request = get_model_metadata_pb2.GetModelMetadataRequest()
+    request.model_spec.name = model_name
+    if version is not None:
+        request.model_spec.version.value = int(version)
+    request.metadata_field.append("signature_def")
+    return request
+
+
+def signature_def_map(signature_defs):
+    """A `tensorflow.serving.SignatureDefMap` from signature key -> `SignatureDef`."""
+    from tensorflow_serving.apis import get_model_metadata_pb2
+
+    result = get_model_metadata_pb2.SignatureDefMap()
+    for key, signature in signature_defs.items():
+        result.signature_def[key].CopyFrom(signature)
+    return result
+
+
+def unpack_signature_def_map(response):
+    """The `SignatureDefMap` packed in a `GetModelMetadataResponse`."""
+    from tensorflow_serving.apis import get_model_metadata_pb2
+
+    signature_map = get_model_metadata_pb2.SignatureDefMap()
+    response.metadata["signature_def"].Unpack(signature_map)
+    return signature_map
+
+
+def metadata_to_json(model_name, version, signature_map):
+    """TF Serving's REST metadata body for a `SignatureDefMap` proto."""
+    from google.protobuf import json_format
+
+    return {
+        "model_spec": {"name": model_name, "signature_name": "", "version": str(version)},
+        "metadata": {
+            "signature_def": json_format.MessageToDict(
+                signature_map,
+                always_print_fields_with_no_presence=True,
+                preserving_proto_field_name=True,
+            )
+        },
+    }
+
+
+def status_response(rows):
+    """A `GetModelStatusResponse` from `(version, state, code, message)` rows."""
+    from tensorflow.core.protobuf import error_codes_pb2
+    from tensorflow_serving.apis import get_model_status_pb2
+
+    response = get_model_status_pb2.GetModelStatusResponse()
+    for version, state, code, message in rows:
+        entry = response.model_version_status.add()
+        entry.version = version
+        entry.state = get_model_status_pb2.ModelVersionStatus.State.Value(state)
+        entry.status.error_code = error_codes_pb2.Code.Value(code)
+        entry.status.error_message = message
+    return response
+
+
+def predict_body(inputs, signature_name, rest_format="instances"):
+    """A REST predict body for numpy `inputs`, in the row or columnar format.
+
+    Args:
+        inputs: input name -> numpy array (same batch size).
+        signature_name: the signature to run.
+        rest_format: `"instances"` (row format) or `"inputs"` (columnar).
+    """
+    names = sorted(inputs)
+    columns = {name: np.asarray(inputs[name]).tolist() for name in names}
+    if rest_format == "inputs":
+        return {"signature_name": signature_name, "inputs": columns}
+    return {
+        "signature_name": signature_name,
+        "instances": [
+            {name: columns[name][row] for name in names}
+            for row in range(len(columns[names[0]]))
+        ],
+    }
+
+
+def read_predict_body(answer):
+    """The outputs of a REST predict response (either format) as numpy arrays."""
+    if "outputs" in answer:
+        columns = answer["outputs"]
+    else:
+        rows = answer["predictions"]
+        columns = {name: [row[name] for row in rows] for name in rows[0]}
+    return {name: np.asarray(value) for name, value in columns.items()}

@@ -146,6 +146,8 @@ def add_parsers(subparsers):
 
 def command_serve(args):
     """Runs `smcn serve` until Ctrl-C or SIGTERM; returns the exit code."""
+    # Imported when the command runs: `smcn --help` and argument errors must not
+    # wait for TensorFlow (which the server and the client load).
     from smcn_tf.serving.local.server import ModelServer
 
     logging.basicConfig(
@@ -226,6 +228,7 @@ def _format_prediction(prediction, transport, top_tokens):
 
 def command_predict(args):
     """Runs `smcn predict`; returns the exit code (1 when the server refuses)."""
+    # When the command runs, not at the top: see `command_serve`.
     from smcn_tf.serving.client import SMCNClient
     from smcn_tf.serving.errors import ServingError
 

@@ -9,14 +9,14 @@ classes do that).
 
 import logging
 
+import grpc
 from tensorflow_serving.apis import (
     get_model_metadata_pb2,
-    get_model_status_pb2,
     model_service_pb2_grpc,
-    predict_pb2,
     prediction_service_pb2_grpc,
 )
 
+from smcn_tf.serving import wire
 from smcn_tf.serving.errors import ServingError, invalid_argument
 
 logger = logging.getLogger("smcn_tf.serving")
@@ -32,8 +32,6 @@ def _abort_on_error(method):
             context.abort(error.grpc_code, error.message)
         except Exception as error:  # a bug answers INTERNAL, the server keeps running
             logger.exception("gRPC %s failed", method.__name__)
-            import grpc
-
             context.abort(grpc.StatusCode.INTERNAL, f"{type(error).__name__}: {error}")
 
     wrapper.__name__ = method.__name__
@@ -56,28 +54,20 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
     @_abort_on_error
     def Predict(self, request, context):
         """Runs a signature on the request's tensors."""
-        import tensorflow as tf
-
         spec = request.model_spec
         servable = self.core.servable(spec.name, _requested_version(spec, self.core))
         signature = servable.signature(spec.signature_name)
         inputs = {}
         for name, proto in request.inputs.items():
             try:
-                inputs[name] = tf.make_ndarray(proto)
+                inputs[name] = wire.proto_to_array(proto)
             except Exception as error:
                 raise invalid_argument(
                     f"input '{name}': the TensorProto cannot be read as a tensor "
                     f"(dtype, shape and values must agree): {error}"
                 )
         signature, outputs = servable.predict(signature, inputs, list(request.output_filter))
-        response = predict_pb2.PredictResponse()
-        response.model_spec.name = servable.name
-        response.model_spec.version.value = servable.version
-        response.model_spec.signature_name = signature
-        for name, value in outputs.items():
-            response.outputs[name].CopyFrom(tf.make_tensor_proto(value))
-        return response
+        return wire.predict_response(servable.name, servable.version, signature, outputs)
 
     @_abort_on_error
     def GetModelMetadata(self, request, context):
@@ -99,7 +89,7 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
         response = get_model_metadata_pb2.GetModelMetadataResponse()
         response.model_spec.name = servable.name
         response.model_spec.version.value = servable.version
-        response.metadata["signature_def"].Pack(signature_def_map(servable))
+        response.metadata["signature_def"].Pack(wire.signature_def_map(servable.signature_defs))
         return response
 
 
@@ -115,26 +105,6 @@ class ModelService(model_service_pb2_grpc.ModelServiceServicer):
         if not request.HasField("model_spec"):
             raise invalid_argument("Missing ModelSpec")
         spec = request.model_spec
-        return self.core.status_proto(spec.name, _requested_version(spec, self.core))
+        rows = self.core.status_rows(spec.name, _requested_version(spec, self.core))
+        return wire.status_response(rows)
 
-
-def signature_def_map(servable):
-    """A `tensorflow.serving.SignatureDefMap` with every signature of a servable."""
-    result = get_model_metadata_pb2.SignatureDefMap()
-    for key, signature in servable.signature_defs.items():
-        result.signature_def[key].CopyFrom(signature)
-    return result
-
-
-def status_response(rows):
-    """A `GetModelStatusResponse` from `(version, state, code, message)` rows."""
-    from tensorflow.core.protobuf import error_codes_pb2
-
-    response = get_model_status_pb2.GetModelStatusResponse()
-    for version, state, code, message in rows:
-        entry = response.model_version_status.add()
-        entry.version = version
-        entry.state = get_model_status_pb2.ModelVersionStatus.State.Value(state)
-        entry.status.error_code = error_codes_pb2.Code.Value(code)
-        entry.status.error_message = message
-    return response

@@ -27,93 +27,33 @@ only those); an error the graph raises anyway is answered with its message,
 without graph internals (`input_checks.clean_graph_error`).
 """
 
-import json
 import logging
 import os
-import re
 import threading
 
 import numpy as np
+import tensorflow as tf
+from google.protobuf import text_format
+from tensorflow.core.protobuf import saved_model_pb2
+from tensorflow_serving.apis import prediction_log_pb2
 
+from smcn_tf.export.description import DESCRIPTION_FILE, ExportDescription
+from smcn_tf.export.layout import list_versions
+from smcn_tf.serving import wire
 from smcn_tf.serving.errors import (
     ServingError,
     describe_key_mismatch,
     invalid_argument,
     not_found,
 )
-from smcn_tf.serving.input_checks import InputRules, clean_graph_error
+from smcn_tf.serving.input_checks import clean_graph_error
 
 logger = logging.getLogger("smcn_tf.serving")
 
 DEFAULT_SIGNATURE = "serving_default"
 WARMUP_FILE = os.path.join("assets.extra", "tf_serving_warmup_requests")
-DESCRIPTION_FILE = os.path.join("assets.extra", "smcn.json")
 # TF Serving replays at most this many warmup records.
 MAX_WARMUP_RECORDS = 1000
-_VERSION_DIRECTORY = re.compile(r"^\d+$")
-
-
-def _has_saved_model(path):
-    return os.path.isfile(os.path.join(path, "saved_model.pb")) or os.path.isfile(
-        os.path.join(path, "saved_model.pbtxt")
-    )
-
-
-def list_versions(base_path):
-    """The versions under a model's base path that hold a SavedModel.
-
-    Args:
-        base_path: `<export_base>/<model_name>`.
-
-    Returns:
-        The integer versions, ascending. Non-numeric entries (temporary
-        directories) and numeric directories without `saved_model.pb` yet
-        are left out.
-    """
-    try:
-        names = os.listdir(base_path)
-    except (FileNotFoundError, NotADirectoryError):
-        return []
-    versions = []
-    for name in names:
-        path = os.path.join(base_path, name)
-        if _VERSION_DIRECTORY.match(name) and os.path.isdir(path) and _has_saved_model(path):
-            versions.append(int(name))
-    return sorted(versions)
-
-
-def resolve_version_dir(path, model_name=None):
-    """The SavedModel directory named by a version dir, a base dir or an export base.
-
-    Args:
-        path: a version directory (`.../smcn/3`), a model base directory
-            (`.../smcn`, newest version wins) or an export base that holds
-            `<model_name>/<version>`.
-        model_name: the model's name under an export base.
-
-    Returns:
-        A tuple `(version_dir, version)`; `version` is `None` when the
-        directory name is not a number.
-
-    Raises:
-        ValueError: no SavedModel is found there.
-    """
-    path = os.path.abspath(os.fspath(path))
-    if not os.path.isdir(path):
-        raise ValueError(f"{path} is not a directory; expected an exported SavedModel.")
-    if _has_saved_model(path):
-        name = os.path.basename(path)
-        return path, int(name) if _VERSION_DIRECTORY.match(name) else None
-    for base in (path, os.path.join(path, model_name) if model_name else None):
-        if base and list_versions(base):
-            version = list_versions(base)[-1]
-            return os.path.join(base, str(version)), version
-    raise ValueError(
-        f"No SavedModel under {path}: expected saved_model.pb there, numeric version "
-        f"directories (<base>/<version>/saved_model.pb)"
-        + (f" or {model_name}/<version>/saved_model.pb" if model_name else "")
-        + "."
-    )
 
 
 def read_signature_defs(version_dir, tags=("serve",)):
@@ -129,9 +69,6 @@ def read_signature_defs(version_dir, tags=("serve",)):
         including `__saved_model_init_op` when the SavedModel has one (TF
         Serving lists it too).
     """
-    from google.protobuf import text_format
-    from tensorflow.core.protobuf import saved_model_pb2
-
     saved_model = saved_model_pb2.SavedModel()
     binary = os.path.join(version_dir, "saved_model.pb")
     if os.path.isfile(binary):
@@ -159,17 +96,13 @@ def read_input_rules(version_dir):
     Raises:
         ValueError: the file exists but is not JSON.
     """
-    path = os.path.join(version_dir, DESCRIPTION_FILE)
-    if not os.path.isfile(path):
+    description = ExportDescription.read(version_dir)
+    if description is None:
         return None
     try:
-        with open(path, encoding="utf-8") as stream:
-            description = json.load(stream)
-    except (OSError, ValueError) as error:
-        raise ValueError(f"{path}: cannot read the export description: {error}") from error
-    try:
-        return InputRules.from_description(description)
+        return description.input_rules()
     except (TypeError, ValueError) as error:
+        path = os.path.join(version_dir, DESCRIPTION_FILE)
         raise ValueError(f"{path}: bad `input_checks`: {error}") from error
 
 
@@ -184,8 +117,6 @@ def run_signature(function, specs, tensors):
     Returns:
         The output dict of tensors.
     """
-    import tensorflow as tf
-
     try:
         return function(
             **{name: tf.constant(value, dtype=specs[name].dtype) for name, value in tensors.items()}
@@ -229,8 +160,6 @@ class InputSpec:
     """dtype and shape of one signature input, read from its `TensorInfo`."""
 
     def __init__(self, name, tensor_info):
-        import tensorflow as tf
-
         self.name = name
         self.dtype = tf.dtypes.as_dtype(tensor_info.dtype)
         shape = tensor_info.tensor_shape
@@ -259,8 +188,6 @@ class ServableVersion:
     """
 
     def __init__(self, name, version, path):
-        import tensorflow as tf
-
         self.name = name
         self.version = version
         self.path = path
@@ -346,8 +273,6 @@ def _numpy_dtype_name(array):
 
 
 def _dtype_matches(array, dtype):
-    import tensorflow as tf
-
     if dtype == tf.string:
         return array.dtype.kind in "OS"
     if array.dtype.kind in "OSU":
@@ -590,9 +515,6 @@ def replay_warmup_requests(servable):
     path = os.path.join(servable.path, WARMUP_FILE)
     if not os.path.isfile(path):
         return 0
-    import tensorflow as tf
-    from tensorflow_serving.apis import prediction_log_pb2
-
     count = 0
     for record in tf.data.TFRecordDataset(path).take(MAX_WARMUP_RECORDS):
         log = prediction_log_pb2.PredictionLog()
@@ -600,7 +522,7 @@ def replay_warmup_requests(servable):
         if log.WhichOneof("log_type") != "predict_log":
             continue  # classify/regress/multi-inference logs: nothing to run here
         request = log.predict_log.request
-        inputs = {name: tf.make_ndarray(proto) for name, proto in request.inputs.items()}
+        inputs = {name: wire.proto_to_array(proto) for name, proto in request.inputs.items()}
         servable.predict(request.model_spec.signature_name, inputs, request.output_filter)
         count += 1
     if count:

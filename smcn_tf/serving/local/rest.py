@@ -128,8 +128,6 @@ class RestHandler(http.server.BaseHTTPRequestHandler):
         client still sending gets "connection reset" instead of our 413. The
         body is dropped in small chunks (never held) for a few seconds at most.
         """
-        import time
-
         self.wfile.flush()
         deadline = time.monotonic() + self._DISCARD_SECONDS
         remaining = self._unread_bytes

@@ -21,7 +21,7 @@ from smcn_tf.serving.wire import (
     json_depth,
 )
 from smcn_tf.serving.local.server import serve
-from smcn_tf.serving.testing import raw_inputs, write_contract_model
+from tests.serving_support import raw_inputs, write_contract_model
 
 LIMIT = 1024 * 1024
 PATH = "/v1/models/smcn:predict"

@@ -25,8 +25,15 @@ import logging
 import os
 import threading
 
+import grpc
+from tensorflow_serving.apis import model_service_pb2_grpc, prediction_service_pb2_grpc
+
+from smcn_tf.export.layout import list_versions
+from smcn_tf.serving import wire
 from smcn_tf.serving.errors import ServingError, not_found
-from smcn_tf.serving.local.model_store import ModelStore, list_versions
+from smcn_tf.serving.local.grpc_service import ModelService, PredictionService
+from smcn_tf.serving.local.model_store import ModelStore
+from smcn_tf.serving.local.rest import RestServer
 
 logger = logging.getLogger("smcn_tf.serving")
 
@@ -163,11 +170,6 @@ class ModelServer:
         return self
 
     def _start_grpc(self, port):
-        import grpc
-        from tensorflow_serving.apis import model_service_pb2_grpc, prediction_service_pb2_grpc
-
-        from smcn_tf.serving.local.grpc_service import ModelService, PredictionService
-
         server = grpc.server(
             concurrent.futures.ThreadPoolExecutor(
                 max_workers=self.max_workers, thread_name_prefix="smcn-grpc"
@@ -195,8 +197,6 @@ class ModelServer:
         return bound
 
     def _start_rest(self, port):
-        from smcn_tf.serving.local.rest import RestServer
-
         try:
             server = RestServer((self.host, port), self)
         except OSError as error:
@@ -299,9 +299,8 @@ class ModelServer:
         return self.store.status(version)
 
     def status_proto(self, model_name, version=None):
-        from smcn_tf.serving.local.grpc_service import status_response
-
-        return status_response(self.status_rows(model_name, version))
+        """The gRPC `GetModelStatusResponse`."""
+        return wire.status_response(self.status_rows(model_name, version))
 
     def status_json(self, model_name, version=None):
         """The REST status body, as TF Serving prints it (every field present)."""
@@ -318,26 +317,10 @@ class ModelServer:
 
     def metadata_json(self, model_name, version=None):
         """The REST metadata body: model_spec and the SignatureDefMap as JSON."""
-        from smcn_tf.serving.local.grpc_service import signature_def_map
-
         servable = self.servable(model_name, version)
-        return metadata_to_json(servable.name, servable.version, signature_def_map(servable))
-
-
-def metadata_to_json(model_name, version, signature_map):
-    """TF Serving's REST metadata body for a `SignatureDefMap` proto."""
-    from google.protobuf import json_format
-
-    return {
-        "model_spec": {"name": model_name, "signature_name": "", "version": str(version)},
-        "metadata": {
-            "signature_def": json_format.MessageToDict(
-                signature_map,
-                always_print_fields_with_no_presence=True,
-                preserving_proto_field_name=True,
-            )
-        },
-    }
+        return wire.metadata_to_json(
+            servable.name, servable.version, wire.signature_def_map(servable.signature_defs)
+        )
 
 
 def serve(

@@ -21,7 +21,7 @@ from tensorflow_serving.apis import (
 
 from smcn_tf.serving.local.model_store import read_signature_defs
 from smcn_tf.serving.local.server import ModelServer, serve
-from smcn_tf.serving.testing import feature_inputs, raw_inputs, write_contract_model
+from tests.serving_support import feature_inputs, raw_inputs, write_contract_model
 
 MAX_REQUEST_BYTES = 1024 * 1024
 

@@ -1,4 +1,4 @@
-"""A tiny SavedModel with SMCN's serving contract, for tests and benchmarks.
+"""Test support: a tiny SavedModel with SMCN's serving contract (tests, benchmarks).
 
 `write_contract_model` exports a `tf.Module` whose two signatures have
 exactly the inputs, outputs, dtypes and shapes of a real SMCN export
@@ -13,17 +13,23 @@ modality's summary alone), saying so in `modality`. It also writes
 tokenizer in `assets.extra/tokenizer/`, the way the real export lays them out.
 
 It lets the serving code and its tests run without training or exporting a
-real model, and in milliseconds.
+real model, and in milliseconds. Not part of the shipped package: tests,
+the repository's conftest.py and scripts/ import it from `tests/`.
+(`start_serve_process`, which starts `smcn serve` in a child process, is
+operational and ships: `smcn_tf.serving.local.process`.)
 """
 
 import json
 import os
-import shutil
 
 import numpy as np
 import tensorflow as tf
 
-from smcn_tf.serving import input_checks
+from smcn_tf.export.description import ExportDescription
+from smcn_tf.export.layout import write_version
+from smcn_tf.export.serving_module import signature_specs
+from smcn_tf.features.settings import FeatureSettings
+from smcn_tf.serving import input_checks, wire
 from smcn_tf.serving.input_checks import FEATURES_SIGNATURE, RAW_SIGNATURE, InputRules
 
 CLASS_NAMES = ("angry", "happy", "neutral", "sad")
@@ -37,6 +43,8 @@ MAX_FRAMES = 500
 MAX_TOKENS = 32
 MIN_AUDIO_SAMPLES = 1600  # 0.1 s
 CLS_ID, SEP_ID = 2, 3
+# The real export's input signatures, at the stand-in's sizes.
+_SPECS = signature_specs(AUDIO_DIM, TEXT_DIM)
 
 _VOCABULARY = (
     "[PAD] [UNK] [CLS] [SEP] [MASK] i you we he she it they am is are was were be "
@@ -122,14 +130,7 @@ class ContractModule(tf.Module):
             "text_attention": text_attention,
         }
 
-    @tf.function(
-        input_signature=[
-            tf.TensorSpec([None, None], tf.float32, name="waveform"),
-            tf.TensorSpec([None], tf.int32, name="waveform_length"),
-            tf.TensorSpec([None, None], tf.int32, name="input_ids"),
-            tf.TensorSpec([None, None], tf.int32, name="attention_mask"),
-        ]
-    )
+    @tf.function(input_signature=_SPECS["serving_default"])
     def serving_default(self, waveform, waveform_length, input_ids, attention_mask):
         waveform, waveform_length, input_ids, attention_mask = input_checks.graph_checks_raw(
             self.rules, waveform, waveform_length, input_ids, attention_mask
@@ -163,14 +164,7 @@ class ContractModule(tf.Module):
             text_present=tf.reduce_any(words, axis=1), signature=RAW_SIGNATURE,
         )
 
-    @tf.function(
-        input_signature=[
-            tf.TensorSpec([None, None, AUDIO_DIM], tf.float32, name="audio_features"),
-            tf.TensorSpec([None], tf.int32, name="audio_length"),
-            tf.TensorSpec([None, None, TEXT_DIM], tf.float32, name="text_features"),
-            tf.TensorSpec([None], tf.int32, name="text_length"),
-        ]
-    )
+    @tf.function(input_signature=_SPECS["features"])
     def features(self, audio_features, audio_length, text_features, text_length):
         audio_features, audio_length, text_features, text_length = (
             input_checks.graph_checks_features(
@@ -232,56 +226,50 @@ def write_contract_model(
     """
     module = ContractModule(class_names, seed=version if seed is None else seed)
     final = os.path.join(model_base_path, str(version))
-    temporary = os.path.join(model_base_path, f".tmp-{version}-{os.getpid()}")
     if os.path.exists(final):
         raise ValueError(f"{final} already exists.")
-    shutil.rmtree(temporary, ignore_errors=True)
-    tf.saved_model.save(
-        module,
-        temporary,
-        signatures={
-            "serving_default": module.serving_default.get_concrete_function(),
-            "features": module.features.get_concrete_function(),
-        },
-    )
-    extra = os.path.join(temporary, "assets.extra")
-    write_tokenizer(os.path.join(extra, "tokenizer"))
-    settings = {
-        "sample_rate": SAMPLE_RATE,
-        "pooling": POOLING,
-        "max_frames": MAX_FRAMES,
-        "max_tokens": MAX_TOKENS,
-    }
-    with open(os.path.join(extra, "smcn.json"), "w", encoding="utf-8") as stream:
-        json.dump(
-            {
-                "model_name": os.path.basename(os.path.normpath(model_base_path)),
-                "version": version,
-                "class_names": list(class_names),
-                "feature_settings": settings,
-                "audio": {k: settings[k] for k in ("sample_rate", "pooling", "max_frames")},
-                "tokenizer": {
-                    "directory": "tokenizer", "max_tokens": MAX_TOKENS,
-                    "separator_token_id": SEP_ID,
-                },
-                **({"input_checks": module.rules.to_json()} if with_input_checks else {}),
+    with write_version(model_base_path, version) as temporary:
+        tf.saved_model.save(
+            module,
+            temporary,
+            signatures={
+                "serving_default": module.serving_default.get_concrete_function(),
+                "features": module.features.get_concrete_function(),
             },
-            stream,
-            indent=2,
         )
-    if warmup:
-        _write_warmup(os.path.join(extra, "tf_serving_warmup_requests"))
-    os.rename(temporary, final)
+        extra = os.path.join(temporary, "assets.extra")
+        write_tokenizer(os.path.join(extra, "tokenizer"))
+        ExportDescription(
+            features=FeatureSettings(
+                sample_rate=SAMPLE_RATE, pooling=POOLING, max_frames=MAX_FRAMES,
+                max_tokens=MAX_TOKENS,
+            ),
+            feature_settings_record={
+                "sample_rate": SAMPLE_RATE,
+                "pooling": POOLING,
+                "max_frames": MAX_FRAMES,
+                "max_tokens": MAX_TOKENS,
+            },
+            model_name=os.path.basename(os.path.normpath(model_base_path)),
+            version=version,
+            class_names=tuple(class_names),
+            tokenizer={
+                "directory": "tokenizer", "max_tokens": MAX_TOKENS,
+                "separator_token_id": SEP_ID,
+            },
+            input_checks=module.rules.to_json() if with_input_checks else None,
+        ).write(temporary)
+        if warmup:
+            _write_warmup(os.path.join(extra, "tf_serving_warmup_requests"))
     return final
 
 
 def _write_warmup(path):
-    from tensorflow_serving.apis import predict_pb2, prediction_log_pb2
+    from tensorflow_serving.apis import prediction_log_pb2
 
-    request = predict_pb2.PredictRequest()
-    request.model_spec.signature_name = "serving_default"
-    for name, value in raw_inputs(batch_size=1, samples=SAMPLE_RATE, tokens=4).items():
-        request.inputs[name].CopyFrom(tf.make_tensor_proto(value))
+    request = wire.predict_request(
+        "", "serving_default", raw_inputs(batch_size=1, samples=SAMPLE_RATE, tokens=4)
+    )
     log = prediction_log_pb2.PredictionLog(
         predict_log=prediction_log_pb2.PredictLog(request=request)
     )
@@ -326,43 +314,3 @@ def feature_inputs(batch_size=2, frames=10, tokens=6, seed=0):
         "text_length": np.array([max(1, tokens - i) for i in range(batch_size)], "int32"),
     }
 
-
-def start_serve_process(model_base_path, host="127.0.0.1", poll_seconds=0.0):
-    """`smcn serve` in a child process on free loopback ports.
-
-    Args:
-        model_base_path: the `<export base>/<model name>` directory to serve.
-        host: the address to bind.
-        poll_seconds: how often the server looks for new versions (0: never).
-
-    Returns:
-        `(process, grpc_target, rest_host, rest_port)`. The caller stops the
-        process; its stdout is left open after the start-up lines.
-
-    Raises:
-        SystemExit: the server did not start (with what it printed).
-    """
-    import re
-    import subprocess
-    import sys
-
-    repository = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    process = subprocess.Popen(
-        [sys.executable, "-m", "smcn_tf.serving.local.commands", "serve", "--model-base-path",
-         model_base_path, "--host", host, "--port", "0", "--rest-port", "0",
-         "--poll-seconds", str(poll_seconds)],
-        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-        env=dict(os.environ, PYTHONPATH=repository),
-    )
-    text = ""
-    for line in process.stdout:
-        text += line
-        if line.startswith("REST listening"):
-            break
-    grpc_match = re.search(r"gRPC listening on (\S+)", text)
-    rest_match = re.search(r"REST listening on http://(\S+):(\d+)", text)
-    if not (grpc_match and rest_match):
-        process.kill()
-        process.wait()
-        raise SystemExit(f"smcn serve did not start:\n{text}")
-    return process, grpc_match.group(1), rest_match.group(1), int(rest_match.group(2))
