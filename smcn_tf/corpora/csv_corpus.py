@@ -42,9 +42,7 @@ reads them; audio at any rate and with any number of channels is resampled
 to 16 kHz and averaged to mono there.
 """
 
-import csv
 import dataclasses
-import io
 import math
 import os
 import pathlib
@@ -57,7 +55,7 @@ from smcn_tf.corpora.registry import (
     count_reasons,
     count_row,
 )
-from smcn_tf.corpora.utterance import CorpusFormatError, Utterance
+from smcn_tf.corpora.utterance import CorpusFormatError, Utterance, read_csv_rows
 
 REQUIRED_COLUMNS = ("path", "transcript", "label", "group")
 OPTIONAL_COLUMNS = ("speaker", "start", "end", "id")
@@ -215,23 +213,6 @@ def _read_text(path):
         ) from error
 
 
-def _read_rows(path, text):
-    """Yield `(line_number, fields)` per CSV row, the header first.
-
-    The line number is the physical line the row starts on, so a quoted field
-    spanning lines does not shift the numbers that follow. `newline=""` lets
-    the csv module handle CRLF and line breaks inside quotes.
-    """
-    reader = csv.reader(io.StringIO(text, newline=""))
-    line_number = 1
-    try:
-        for fields in reader:
-            yield line_number, fields
-            line_number = reader.line_num + 1
-    except csv.Error as error:
-        raise CorpusFormatError(path, f"malformed CSV: {error}", line_number) from error
-
-
 def _is_blank(fields):
     return all(not field.strip() for field in fields)
 
@@ -343,7 +324,7 @@ def parse_csv_corpus(manifest, classes=None, label_map=None, strict=False):
     base = manifest_path.parent
     text = _read_text(manifest_path)
 
-    rows = _read_rows(manifest_path, text)
+    rows = read_csv_rows(manifest_path, text)
     header = None
     for line_number, fields in rows:
         if not _is_blank(fields):

@@ -30,14 +30,12 @@ folder may hold clips that no row annotates; a clip may be corrupt (train
 audio is decoded, so `smcn_tf.records.prepare` reports those.
 """
 
-import csv
 import dataclasses
-import io
 import os
 import pathlib
 import re
 
-from smcn_tf.corpora.utterance import CorpusFormatError, Utterance
+from smcn_tf.corpora.utterance import CorpusFormatError, Utterance, read_csv_rows
 
 CLASS_NAMES = ("neutral", "surprise", "fear", "sadness", "joy", "disgust", "anger")
 SENTIMENTS = ("negative", "neutral", "positive")
@@ -326,22 +324,6 @@ def _parse_id(value, column, path, line_number):
     return int(stripped)
 
 
-def _read_rows(path, text):
-    """Yield `(line_number, fields)` per CSV row, the header first.
-
-    The line number is the physical line the row starts on, so a quoted
-    field spanning lines does not shift the numbers that follow.
-    """
-    reader = csv.reader(io.StringIO(text, newline=""))
-    line_number = 1
-    try:
-        for fields in reader:
-            yield line_number, fields
-            line_number = reader.line_num + 1
-    except csv.Error as error:
-        raise CorpusFormatError(path, f"malformed CSV: {error}", line_number) from error
-
-
 def _parse_split(root, split, strict, result, utterances_by_split):
     """Parse one split's CSV and media folder into `result`."""
     csv_path = _find_csv(root, split)
@@ -351,7 +333,7 @@ def _parse_split(root, split, strict, result, utterances_by_split):
     result.encodings[split] = encoding
     result.files[split] = {"csv": os.fspath(csv_path), "media_folder": os.fspath(media_folder)}
 
-    rows = _read_rows(csv_path, text)
+    rows = read_csv_rows(csv_path, text)
     header = next(rows, None)
     if header is None:
         raise CorpusFormatError(csv_path, "the file is empty; expected a header line", 1)

@@ -1,6 +1,8 @@
 """The record every corpus parser produces, and the error it raises on bad input."""
 
+import csv
 import dataclasses
+import io
 
 
 @dataclasses.dataclass(frozen=True)
@@ -44,3 +46,26 @@ class CorpusFormatError(ValueError):
         self.line_number = line_number
         location = self.path if line_number is None else f"{self.path}:{line_number}"
         super().__init__(f"{location}: {message}")
+
+
+def read_csv_rows(path, text):
+    r"""Yield `(line_number, fields)` per CSV row of `text`, the header first.
+
+    The line number is the physical line the row starts on, so a quoted field
+    spanning lines does not shift the numbers that follow; `newline=""` lets
+    the csv module handle CRLF and line breaks inside quotes.
+
+    Raises:
+        CorpusFormatError: malformed CSV, naming `path` and the line.
+
+    >>> list(read_csv_rows("a.csv", 'x,y\r\n"1\n2",3\r\n4,5\r\n'))
+    [(1, ['x', 'y']), (2, ['1\n2', '3']), (4, ['4', '5'])]
+    """
+    reader = csv.reader(io.StringIO(text, newline=""))
+    line_number = 1
+    try:
+        for fields in reader:
+            yield line_number, fields
+            line_number = reader.line_num + 1
+    except csv.Error as error:
+        raise CorpusFormatError(path, f"malformed CSV: {error}", line_number) from error
