@@ -1,8 +1,11 @@
-"""Small file helpers shared by the stages: atomic JSON writes."""
+"""Small file helpers shared by the stages: atomic JSON writes, JSON-ready values."""
 
+import dataclasses
 import json
 import os
 import tempfile
+
+import numpy as np
 
 
 def write_json_atomic(path, value):
@@ -37,3 +40,31 @@ def read_json(path):
             return json.load(stream)
     except json.JSONDecodeError as error:
         raise ValueError(f"{path}: not valid JSON: {error}") from error
+
+
+def jsonable(value):
+    """`value` as JSON-ready data: dataclasses, tuples, sets, paths, numpy scalars.
+
+    >>> jsonable({"a": (1, 2), "b": {3, 1}, "c": np.float32(0.5)})
+    {'a': [1, 2], 'b': [1, 3], 'c': 0.5}
+    """
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return jsonable(dataclasses.asdict(value))
+    if isinstance(value, dict):
+        return {str(key): jsonable(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple, set, frozenset)):
+        items = [jsonable(item) for item in value]
+        return sorted(items, key=str) if isinstance(value, (set, frozenset)) else items
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    return str(value)
+
+
+def remove_quietly(path):
+    """Delete a file; one that is already gone is fine."""
+    try:
+        os.remove(path)
+    except FileNotFoundError:
+        pass

@@ -48,7 +48,7 @@ import os
 import pathlib
 import typing
 
-from smcn_tf.corpora.registry import (
+from smcn_tf.corpora.adapter import (
     CorpusAdapter,
     CorpusDefaults,
     LoadedCorpus,

@@ -29,7 +29,6 @@ The signatures and what runs inside them are documented in
 directories and their temporary directories in `layout.py`.
 """
 
-import json
 import logging
 import os
 import re
@@ -57,7 +56,7 @@ from smcn_tf.export.serving_module import (
 from smcn_tf.features.audio import LogMelFeatures
 from smcn_tf.features.settings import FeatureSettings
 from smcn_tf.features.text import TextEncoder
-from smcn_tf.io_utils import read_json
+from smcn_tf.io_utils import jsonable, read_json
 from smcn_tf.model.smcn import SMCNModel, load_model
 from smcn_tf.serving import wire
 from smcn_tf.serving.input_checks import DEFAULT_MIN_AUDIO_SECONDS
@@ -287,10 +286,6 @@ def write_warmup(path, model_name, module, tokenizer):
     return True
 
 
-def _jsonable(value):
-    return json.loads(json.dumps(value, default=str))
-
-
 def export_model(
     model, export_base, model_name="smcn", version=None, feature_settings=None,
     min_audio_seconds=DEFAULT_MIN_AUDIO_SECONDS,
@@ -364,11 +359,11 @@ def describe(model, model_name, version, settings, feature_settings, module, tok
     """The export's `ExportDescription` (what smcn.json says)."""
     return ExportDescription(
         features=settings,
-        feature_settings_record=_jsonable(feature_settings),
+        feature_settings_record=jsonable(feature_settings),
         format_version=FORMAT_VERSION,
         model_name=model_name,
         version=version,
-        model_config=_jsonable(model.get_config()),
+        model_config=jsonable(model.get_config()),
         class_names=tuple(name.decode() for name in module.class_names.numpy()),
         tokenizer={
             "directory": TOKENIZER_DIRECTORY if tokenizer_files else None,

@@ -28,7 +28,7 @@ import typing
 import numpy as np
 
 from smcn_tf.features.settings import FeatureSettings
-from smcn_tf.io_utils import read_json, write_json_atomic
+from smcn_tf.io_utils import read_json, remove_quietly, write_json_atomic
 
 MANIFEST_FILENAME = "manifest.json"
 FORMAT_VERSION = 1
@@ -215,13 +215,6 @@ def _temporary_path(path):
     return f"{path}.tmp-{os.getpid()}"
 
 
-def _remove_quietly(path):
-    try:
-        os.remove(path)
-    except FileNotFoundError:
-        pass
-
-
 def write_shard(path, serialized_examples):
     """Writes serialized examples to a TFRecord file, atomically.
 
@@ -255,7 +248,7 @@ def write_shard(path, serialized_examples):
         os.replace(temporary, path)
     except BaseException:
         # BaseException: a Ctrl-C mid-shard must not leave the temporary file.
-        _remove_quietly(temporary)
+        remove_quietly(temporary)
         raise
     return count
 

@@ -66,7 +66,6 @@ working on, and a change of corpus or settings never reuses stale features.
 completes, so a directory with a manifest is always a complete one.
 """
 
-import dataclasses
 import hashlib
 import json
 import math
@@ -88,7 +87,7 @@ from smcn_tf.features.audio import (
     too_short_reason,
 )
 from smcn_tf.features.text import TextEncoder
-from smcn_tf.io_utils import write_json_atomic
+from smcn_tf.io_utils import jsonable, remove_quietly, write_json_atomic
 
 # How many unannotated media file names the report quotes per split.
 REPORT_EXAMPLE_NAMES = registry.REPORT_EXAMPLE_NAMES
@@ -104,22 +103,6 @@ _TEMPORARY_FILE = re.compile(
 _STAGES = ("read_audio", "audio_features", "text_features", "write")
 
 
-def _jsonable(value):
-    """Converts parser outputs (dataclasses, tuples, paths, numpy scalars) to JSON."""
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return _jsonable(dataclasses.asdict(value))
-    if isinstance(value, dict):
-        return {str(key): _jsonable(item) for key, item in value.items()}
-    if isinstance(value, (list, tuple, set, frozenset)):
-        items = [_jsonable(item) for item in value]
-        return sorted(items, key=str) if isinstance(value, (set, frozenset)) else items
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, (str, int, float, bool)) or value is None:
-        return value
-    return str(value)
-
-
 def _audio_layer_settings(audio_layer):
     """The audio layer's config minus what does not change the features."""
     config = {}
@@ -132,7 +115,7 @@ def _audio_layer_settings(audio_layer):
     for key in ("pooling", "max_frames", "sample_rate"):
         if key not in config and hasattr(audio_layer, key):
             config[key] = getattr(audio_layer, key)
-    return _jsonable(config)
+    return jsonable(config)
 
 
 def _text_encoder_name(text_encoder):
@@ -150,13 +133,6 @@ def _digest(settings, planned):
         fields.append(field)
     text = json.dumps([settings, fields], sort_keys=True, ensure_ascii=True)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
-
-
-def _remove_quietly(path):
-    try:
-        os.remove(path)
-    except FileNotFoundError:
-        pass
 
 
 def _sidecar_path(shard_path):
@@ -430,8 +406,8 @@ def _remove_leftovers(out_dir):
     """Removes temporary files of crashed runs, and the previous run's manifest."""
     for name in os.listdir(out_dir):
         if _TEMPORARY_FILE.match(name):
-            _remove_quietly(os.path.join(out_dir, name))
-    _remove_quietly(os.path.join(out_dir, records.MANIFEST_FILENAME))
+            remove_quietly(os.path.join(out_dir, name))
+    remove_quietly(os.path.join(out_dir, records.MANIFEST_FILENAME))
 
 
 def _shard_key(utterance_id):
@@ -666,7 +642,7 @@ def prepare_utterances(
                 reused += 1
             else:
                 # A sidecar only ever sits beside the shard it describes.
-                _remove_quietly(_sidecar_path(shard_path))
+                remove_quietly(_sidecar_path(shard_path))
                 sidecar, shard_timings = _compute_shard(
                     planned,
                     shard_path,
@@ -693,7 +669,7 @@ def prepare_utterances(
     current |= {name + SIDECAR_SUFFIX for name in current}
     for name in os.listdir(out_dir):
         if _SHARD_FILE.match(name) and name not in current:
-            _remove_quietly(os.path.join(out_dir, name))
+            remove_quietly(os.path.join(out_dir, name))
 
     by_id = {utterance.utterance_id: utterance for utterance in ordered}
     counts = {}
@@ -767,7 +743,7 @@ def prepare_utterances(
     for key, value in (report_extra or {}).items():
         if key in report:
             raise ValueError(f"report_extra key {key!r} clashes with a report field.")
-        report[key] = _jsonable(value)
+        report[key] = jsonable(value)
     write_json_atomic(os.path.join(out_dir, REPORT_FILENAME), report)
 
     if num_examples == 0:

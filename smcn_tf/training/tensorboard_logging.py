@@ -89,7 +89,16 @@ import numpy as np
 import tensorflow as tf
 from keras import ops
 
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from tensorboard.plugins import projector
+from tensorboard.plugins.hparams import api as hp
+from tensorboard.plugins.hparams import plugin_data_pb2
+
 from smcn_tf import evaluate
+from smcn_tf.config import MIXED_PRECISION
+from smcn_tf.model.layers import Fusion
+from smcn_tf.model.smcn import VARIANTS
 
 MODALITIES = ("audio", "text")
 # Attention kinds, in drawing order: layer `<modality>_<kind>_attention`.
@@ -155,8 +164,6 @@ def fold_log_dir(run_dir, fold, kind=None):
 
 
 def _new_figure(width, height):
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
 
     figure = Figure(figsize=(width, height), dpi=100)
     FigureCanvasAgg(figure)
@@ -911,7 +918,7 @@ def token_strings(transcripts, tokenizer_dir, max_tokens):
     """
     # Tokenizers only: no "PyTorch was not found" advice.
     os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
-    import transformers
+    import transformers  # slow to import; only the render script needs word pieces
 
     tokenizer = transformers.AutoTokenizer.from_pretrained(tokenizer_dir, local_files_only=True)
     encoded = tokenizer(
@@ -943,11 +950,7 @@ _INT_DOMAIN = (0, 2**31 - 1)
 
 def _hparams_and_metrics():
     """The experiment's hyper-parameters and metrics: the same for every run."""
-    from tensorboard.plugins.hparams import api as hp
 
-    from smcn_tf.config import MIXED_PRECISION
-    from smcn_tf.model.layers import Fusion
-    from smcn_tf.model.smcn import VARIANTS
 
     integer = hp.IntInterval(*_INT_DOMAIN)
     unit = hp.RealInterval(0.0, 1.0)
@@ -994,8 +997,6 @@ def _hparams_and_metrics():
 
 def _experiment_summary(hparams, metrics):
     """`hp.hparams_config_pb`, with the distinguishing hyper-parameters marked."""
-    from tensorboard.plugins.hparams import api as hp
-    from tensorboard.plugins.hparams import plugin_data_pb2
 
     # A fixed creation time: every run writes the very same description.
     summary = hp.hparams_config_pb(hparams, metrics, time_created_secs=0.0)
@@ -1064,7 +1065,6 @@ def log_hparams(log_dir, config, final_scores, fold=None, step=0):
     Returns:
         The hyper-parameter values written.
     """
-    from tensorboard.plugins.hparams import api as hp
 
     fold = os.path.basename(os.path.normpath(log_dir)) if fold is None else fold
     values = hparam_values(config, fold)
@@ -1108,7 +1108,6 @@ def log_embeddings(log_dir, model, dataset_with_metadata, class_names, max_examp
     Returns:
         `{output name: checkpoint tensor name}` of the embeddings written.
     """
-    from tensorboard.plugins import projector
 
     keys = sorted(_output_names(model) & (set(EMBEDDING_OUTPUTS) | {"probabilities"}))
     outputs = _run_model(_predictor(model, keys), dataset_with_metadata)
