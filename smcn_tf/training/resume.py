@@ -30,6 +30,12 @@ import numpy as np
 
 from smcn_tf.io_utils import read_json, write_json_atomic
 
+try:  # Keras' private home of the global SeedGenerator (see _global_seed_generator)
+    from keras.src.backend.common import global_state
+    from keras.src.random import seed_generator
+except ImportError:  # pragma: no cover - a future Keras layout
+    global_state = seed_generator = None
+
 STATE_FILE = "state.json"
 FORMAT = 1
 
@@ -47,10 +53,7 @@ def random_state_variables(model):
 
 def _global_seed_generator():
     """Keras' global `SeedGenerator` (unseeded `keras.random` calls), if made."""
-    try:
-        from keras.src.backend.common import global_state
-        from keras.src.random import seed_generator
-    except ImportError:  # pragma: no cover - a future Keras layout
+    if global_state is None:  # pragma: no cover - a future Keras layout
         return None
     return global_state.get_global_attribute(seed_generator.GLOBAL_SEED_GENERATOR)
 
@@ -93,9 +96,7 @@ def set_random_state(model, state, where="<backup>"):
         )
     for variable, saved in zip(variables, state["model"]):
         _assign_state(variable, saved, where)
-    if "global" in state:
-        from keras.src.random import seed_generator
-
+    if "global" in state and seed_generator is not None:
         _assign_state(seed_generator.global_seed_generator().state, state["global"], where)
 
 
