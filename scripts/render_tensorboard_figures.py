@@ -8,8 +8,8 @@ functions, for one fold of a run:
   its `confusion_matrix`);
 - `attention.png`: one held-out utterance (the first of
   `select_attention_examples`, or `--utterance`): log-Mel frames and every
-  attention of the variant; token strings when `--corpus` gives the
-  transcripts, token positions otherwise;
+  attention of the variant; the word pieces the records keep (or, for
+  records prepared without them, those of `--corpus`'s transcripts);
 - `calibration.png`: the calibration diagnostics over epochs, read back from
   `<run>/tensorboard/<fold>/calibration/`. A run trained without
   `CalibrationDiagnostics` has none: `--backfill-calibration` computes them
@@ -27,9 +27,13 @@ import json
 import os
 import sys
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from smcn_tf import quiet  # noqa: E402
+
+# TensorFlow's start-up lines only with --verbose (or SMCN_VERBOSE=1).
+quiet.configure(quiet.verbose_requested(sys.argv[1:]))
 
 import numpy as np  # noqa: E402
 
@@ -86,6 +90,7 @@ def main(argv=None):
     parser.add_argument("--fold", help="the fold (default: the run's first scored fold)")
     parser.add_argument("--records", help="the prepared features (default: summary.json's)")
     parser.add_argument("--corpus", help="the corpus directory, for the token strings")
+    parser.add_argument("--verbose", action="store_true", help="show TensorFlow's start-up logs")
     parser.add_argument("--utterance", help="the utterance to draw (default: the first chosen)")
     parser.add_argument(
         "--backfill-calibration", action="store_true",
@@ -93,6 +98,7 @@ def main(argv=None):
     )
     args = parser.parse_args(argv)
 
+    from smcn_tf.records import format as records_format
     from smcn_tf.records import pipeline
     from smcn_tf.model.smcn import load_model
 
@@ -125,8 +131,12 @@ def main(argv=None):
     )
     utterance = args.utterance or tb.select_attention_examples(ids, labels, per_class=1)[0]
     batch, batch_labels, batch_ids = tb.gather_examples(dataset, [utterance])
-    tokens = None
-    if args.corpus:
+    # The word pieces `smcn prepare` kept in the shard sidecars; else re-tokenize
+    # the corpus transcripts (records prepared before they were kept).
+    tokens = records_format.read_token_strings(records_dir, [utterance])
+    if tokens and tokens[0] is None:
+        tokens = None
+    if tokens is None and args.corpus:
         transcript = _transcripts(features["corpus"], args.corpus)[utterance]
         tokens = tb.token_strings([transcript], features["text_encoder"], features["max_tokens"])
     model = load_model(os.path.join(run_dir, fold, "model.keras"), compile=False)
