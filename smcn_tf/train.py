@@ -350,7 +350,7 @@ def train_fold(
                 # Read-only views; they choose nothing.
                 *_board_callbacks(
                     config, records_dir, board_dir, manifest, fit_groups, test_groups,
-                    validation, holdout,
+                    validation_dataset, holdout,
                 ),
                 keras.callbacks.ModelCheckpoint(
                     os.path.join(fold_dir, "checkpoints", "epoch-{epoch:03d}.weights.h5"),
@@ -460,7 +460,8 @@ def _selection_record(config, validation, fit_groups, selector, epochs_run, reco
 
 
 def _board_callbacks(
-    config, records_dir, board_dir, manifest, fit_groups, test_groups, validation, holdout
+    config, records_dir, board_dir, manifest, fit_groups, test_groups, validation_dataset,
+    holdout,
 ):
     """The per-epoch TensorBoard views: calibration diagnostics, training confusion.
 
@@ -470,11 +471,8 @@ def _board_callbacks(
     batch_size = config.training.batch_size
     if test_groups:
         diagnosed = pipeline.make_dataset(records_dir, groups=test_groups, batch_size=batch_size)
-    elif validation is not None:
-        diagnosed = pipeline.make_dataset(
-            records_dir, groups=validation["groups"], batch_size=batch_size,
-            **({**holdout, "holdout": "only"} if holdout else {}),
-        )
+    elif validation_dataset is not None:
+        diagnosed = validation_dataset
     else:
         diagnosed = pipeline.make_dataset(
             records_dir, groups=fit_groups, batch_size=batch_size, **holdout
