@@ -150,7 +150,12 @@ def _corpus_root_and_options(args, name, adapter):
 
 
 def command_prepare(args):
-    from smcn_tf.records.prepare import format_counts_table, format_skipped, prepare_corpus
+    from smcn_tf.records.prepare import (
+        format_augmentation,
+        format_counts_table,
+        format_skipped,
+        prepare_corpus,
+    )
 
     config = _load_config(args)
     features = config.features
@@ -171,6 +176,7 @@ def command_prepare(args):
         min_seconds=features.min_seconds if args.min_seconds is None else args.min_seconds,
         corpus_options=options,
         sample_rate=features.sample_rate,
+        speed_perturbation=features.speed_perturbation,
     )
     print(format_counts_table(report))
     _print_text_encoder(report.get("features", {}), args.out, "prepare")
@@ -178,6 +184,9 @@ def command_prepare(args):
     skipped = format_skipped(report, report_path=report_path, names=not args.quiet)
     if skipped:
         print(skipped)
+    augmented = format_augmentation(report)
+    if augmented:
+        print(augmented)
     print(f"Prepared features in {args.out} (report: {report_path})")
     return 0
 

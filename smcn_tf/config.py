@@ -13,6 +13,7 @@ Example:
 
 import dataclasses
 import os
+import re
 import typing
 
 import yaml
@@ -21,6 +22,10 @@ MIXED_PRECISION = ("none", "mixed_float16", "mixed_bfloat16")
 STRATEGIES = ("auto", "default", "mirrored", "multi_worker")
 VALIDATIONS = ("none", "group", "fraction")
 SELECTIONS = ("last", "best")
+OPTIMIZERS = ("adam", "adamw")
+# A decimal number as a user types it: 1e-3, 1E-3, .5, 2.5e+2, -4.
+_NUMBER = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$")
+SCHEDULES = ("constant", "cosine")
 
 
 @dataclasses.dataclass
@@ -36,6 +41,11 @@ class FeaturesConfig:
     shard_size: int = 256
     # `smcn prepare` skips shorter clips (smcn_tf.features.audio.MIN_SECONDS_DEFAULT).
     min_seconds: float = 0.1
+    # Speed perturbation: `smcn prepare` also writes a copy of every utterance
+    # resampled by each of these factors (e.g. [0.9, 1.1]) into
+    # <features>/augmented/. Only training reads them, and only those of its
+    # fitting groups: a test or validation group never sees an augmented copy.
+    speed_perturbation: typing.List[float] = dataclasses.field(default_factory=list)
 
 
 @dataclasses.dataclass
@@ -56,6 +66,19 @@ class ModelConfig:
     recurrent_core: str = "fused"
     # none | global (training-data statistics, adapted per fold) | utterance (per item).
     audio_normalization: str = "none"
+    # attention: the paper's attention pooling (eq. 4-6); statistics: attentive
+    # statistics pooling (the attention-weighted mean and standard deviation).
+    pooling: str = "attention"
+    # Dropout on the BiGRU outputs (every branch), in training only.
+    recurrent_dropout: float = 0.0
+    # SpecAugment on the audio frames, in training only (the identity at
+    # inference): this many time masks of up to `time_mask_frames` frames and
+    # frequency masks of up to `frequency_mask_bands` Mel bands (the same bands
+    # of the static, delta and delta-delta blocks). 0: off.
+    time_masks: int = 0
+    time_mask_frames: int = 0
+    frequency_masks: int = 0
+    frequency_mask_bands: int = 0
 
 
 @dataclasses.dataclass
@@ -68,8 +91,21 @@ class TrainingConfig:
     schedule and the results do not depend on how many machines train.
     """
 
-    learning_rate: float = 1e-4
+    learning_rate: float = 1e-4  # the peak rate under a schedule
     batch_size: int = 32  # global: summed over every replica of every worker
+    # adam (the paper) | adamw (decoupled weight decay `weight_decay`).
+    optimizer: str = "adam"
+    weight_decay: float = 0.0
+    # constant (the paper) | cosine: linear warm-up over `warmup_steps`, then
+    # cosine decay to `final_learning_rate` at `steps`.
+    schedule: str = "constant"
+    warmup_steps: int = 0
+    final_learning_rate: float = 0.0
+    # Label smoothing of every cross-entropy term of eq. 17 (0: off).
+    label_smoothing: float = 0.0
+    # Exponential moving average of the weights (the optimizer's `use_ema`):
+    # its momentum, e.g. 0.99; 0: off. The kept model holds the averaged weights.
+    ema_momentum: float = 0.0
     steps: int = 2500
     steps_per_epoch: int = 100  # how often logs and checkpoints are written
     shuffle_buffer: int = 2048
@@ -174,6 +210,9 @@ def _coerce(value, annotation, where):
             raise ValueError(f"{where}: expected an integer, got {value!r}.")
         return value
     if annotation is float:
+        if isinstance(value, str) and _NUMBER.match(value.strip()):
+            # YAML 1.1 reads 1e-3 and .5e2 (no dot, or no digit before it) as strings.
+            value = float(value)
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ValueError(f"{where}: expected a number, got {value!r}.")
         return float(value)
@@ -237,7 +276,7 @@ def config_from_dict(values, source="<config>"):
 
 def validate_config(config, source="<config>"):
     """Range checks that the types alone cannot express."""
-    from smcn_tf.model.smcn import RECURRENT_CORES, VARIANTS  # late: keeps config import light
+    from smcn_tf.model.smcn import POOLINGS, RECURRENT_CORES, VARIANTS  # late: keeps config import light
     from smcn_tf.model.normalization import AUDIO_NORMALIZATIONS
 
     checks = [
@@ -250,6 +289,20 @@ def validate_config(config, source="<config>"):
         ("model.hidden_units", config.model.hidden_units >= 1),
         ("model.head_units", config.model.head_units >= 1),
         ("model.dropout", 0.0 <= config.model.dropout < 1.0),
+        ("model.recurrent_dropout", 0.0 <= config.model.recurrent_dropout < 1.0),
+        ("model.time_masks", config.model.time_masks >= 0),
+        ("model.time_mask_frames", config.model.time_mask_frames >= 0),
+        ("model.frequency_masks", config.model.frequency_masks >= 0),
+        ("model.frequency_mask_bands", config.model.frequency_mask_bands >= 0),
+        ("features.speed_perturbation",
+         all(0.5 <= factor <= 2.0 and factor != 1.0
+             for factor in config.features.speed_perturbation)),
+        ("training.weight_decay", config.training.weight_decay >= 0),
+        ("training.warmup_steps", 0 <= config.training.warmup_steps < config.training.steps),
+        ("training.final_learning_rate",
+         0 <= config.training.final_learning_rate <= config.training.learning_rate),
+        ("training.label_smoothing", 0.0 <= config.training.label_smoothing < 1.0),
+        ("training.ema_momentum", 0.0 <= config.training.ema_momentum < 1.0),
         ("training.learning_rate", config.training.learning_rate > 0),
         ("training.batch_size", config.training.batch_size >= 1),
         ("training.steps", config.training.steps >= 1),
@@ -277,6 +330,9 @@ def validate_config(config, source="<config>"):
     choices = [
         ("model.recurrent_core", config.model.recurrent_core, RECURRENT_CORES),
         ("model.audio_normalization", config.model.audio_normalization, AUDIO_NORMALIZATIONS),
+        ("model.pooling", config.model.pooling, POOLINGS),
+        ("training.optimizer", config.training.optimizer, OPTIMIZERS),
+        ("training.schedule", config.training.schedule, SCHEDULES),
         ("training.mixed_precision", config.training.mixed_precision, MIXED_PRECISION),
         ("training.strategy", config.training.strategy, STRATEGIES),
         ("training.select", config.training.select, SELECTIONS),

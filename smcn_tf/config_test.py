@@ -101,3 +101,56 @@ def test_scale_settings_have_defaults_and_overrides():
 def test_bad_scale_settings_name_the_field(override, field):
     with pytest.raises(ValueError, match=field.replace(".", r"\.")):
         load_config(os.path.join(CONFIGS, "iemocap.yaml"), overrides=[override])
+
+
+@pytest.mark.parametrize(
+    "typed, expected", [("1e-3", 1e-3), ("1E-3", 1e-3), (".5", 0.5), ("2.5e+2", 250.0)]
+)
+def test_numbers_parse_as_a_user_types_them(tmp_path, typed, expected):
+    # YAML 1.1 reads these as strings; they are numbers, in --set and in a preset.
+    config = load_config(overrides=[f"training.learning_rate={typed}"])
+    assert config.training.learning_rate == pytest.approx(expected)
+    path = tmp_path / "preset.yaml"
+    path.write_text(f"training:\n  learning_rate: {typed}\n  weight_decay: {typed}\n")
+    config = load_config(path)
+    assert config.training.learning_rate == pytest.approx(expected)
+    assert config.training.weight_decay == pytest.approx(expected)
+    with pytest.raises(ValueError, match="training.learning_rate: expected a number"):
+        load_config(overrides=["training.learning_rate=1e-3x"])
+
+
+def test_small_corpus_recipe_changes_training_not_the_papers_presets():
+    recipe = load_config(os.path.join(CONFIGS, "small_corpus.yaml"))
+    paper = load_config(os.path.join(CONFIGS, "iemocap.yaml"))
+    assert recipe.features.speed_perturbation == [0.9, 1.1]
+    assert (recipe.model.pooling, recipe.training.schedule) == ("statistics", "cosine")
+    assert recipe.training.optimizer == "adamw" and recipe.training.ema_momentum > 0
+    assert recipe.model.time_masks > 0 and recipe.model.frequency_masks > 0
+    # The model's shape is the paper's; the paper preset has every lever off.
+    assert recipe.model.hidden_units == paper.model.hidden_units == 128
+    assert paper.features.speed_perturbation == []
+    assert (paper.model.pooling, paper.model.time_masks, paper.model.recurrent_dropout) == (
+        "attention", 0, 0.0)
+    assert (paper.training.optimizer, paper.training.schedule) == ("adam", "constant")
+    assert (paper.training.label_smoothing, paper.training.ema_momentum) == (0.0, 0.0)
+
+
+@pytest.mark.parametrize(
+    "override, field",
+    [
+        ("features.speed_perturbation=[1.0]", "features.speed_perturbation"),
+        ("features.speed_perturbation=[3]", "features.speed_perturbation"),
+        ("model.pooling=max", "model.pooling"),
+        ("model.time_masks=-1", "model.time_masks"),
+        ("model.recurrent_dropout=1.0", "model.recurrent_dropout"),
+        ("training.optimizer=sgd", "training.optimizer"),
+        ("training.schedule=linear", "training.schedule"),
+        ("training.warmup_steps=2500", "training.warmup_steps"),
+        ("training.final_learning_rate=1", "training.final_learning_rate"),
+        ("training.label_smoothing=1", "training.label_smoothing"),
+        ("training.ema_momentum=1", "training.ema_momentum"),
+    ],
+)
+def test_bad_recipe_settings_name_the_field(override, field):
+    with pytest.raises(ValueError, match=field.replace(".", r"\.")):
+        load_config(overrides=[override])

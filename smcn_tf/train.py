@@ -68,14 +68,55 @@ def build_model(config, manifest, use_cudnn="auto"):
     )
 
 
-def compile_model(model, config):
-    """Adam at the configured rate, with UA, WA and weighted F1 as metrics.
+def learning_rate_schedule(training):
+    """The learning rate: a number (`constant`) or warm-up + cosine decay.
 
-    Under a `mixed_float16` policy Keras wraps the optimizer in a
-    `LossScaleOptimizer`; `training.jit_compile` XLA-compiles the train step.
+    `cosine` rises linearly from 0 to `learning_rate` over `warmup_steps`,
+    then follows a cosine down to `final_learning_rate` at `steps`.
+    """
+    if training.schedule == "constant":
+        return training.learning_rate
+    peak = training.learning_rate
+    return keras.optimizers.schedules.CosineDecay(
+        initial_learning_rate=0.0 if training.warmup_steps else peak,
+        decay_steps=training.steps - training.warmup_steps,
+        alpha=training.final_learning_rate / peak,
+        warmup_target=peak if training.warmup_steps else None,
+        warmup_steps=training.warmup_steps,
+    )
+
+
+def build_optimizer(training):
+    """Adam (the paper) or AdamW, on the configured schedule, with optional EMA.
+
+    With `ema_momentum` the optimizer keeps a moving average of the weights,
+    and `fit` ends by writing it into the model (Keras' `use_ema`).
+    """
+    ema = dict(use_ema=True, ema_momentum=training.ema_momentum) if training.ema_momentum else {}
+    rate = learning_rate_schedule(training)
+    if training.optimizer == "adamw":
+        return keras.optimizers.AdamW(
+            learning_rate=rate, weight_decay=training.weight_decay, **ema
+        )
+    if training.weight_decay:
+        raise ValueError(
+            "training.weight_decay needs training.optimizer: adamw (Adam's L2 "
+            "penalty is not decoupled weight decay)."
+        )
+    return keras.optimizers.Adam(learning_rate=rate, **ema)
+
+
+def compile_model(model, config):
+    """The configured optimizer, loss options and UA, WA and weighted F1 as metrics.
+
+    The paper's settings (`adam`, `constant`, no smoothing, no EMA) compile
+    Adam at `learning_rate`. Under a `mixed_float16` policy Keras wraps the
+    optimizer in a `LossScaleOptimizer`; `training.jit_compile` XLA-compiles
+    the train step.
     """
     model.compile(
-        learning_rate=config.training.learning_rate,
+        optimizer=build_optimizer(config.training),
+        label_smoothing=config.training.label_smoothing,
         jit_compile=config.training.jit_compile,
     )
     return model
@@ -280,6 +321,8 @@ def train_fold(
             start_batch=start_batch,
             num_shards=num_shards,
             shard_index=shard_index,
+            # The speed-perturbed copies of the fitting groups (training only).
+            augmented=bool(config.features.speed_perturbation),
             **holdout,
         )
         if class_weights is not None:

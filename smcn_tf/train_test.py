@@ -205,3 +205,38 @@ def test_mixed_precision_trains_and_restores_the_global_policy(demo_features, tm
     model = load_model(os.path.join(run_dir, "Session2", "model.keras"))
     probabilities = model(inputs, training=False)["probabilities"]
     assert keras.backend.standardize_dtype(probabilities.dtype) == "float32"
+
+
+def test_cosine_schedule_warms_up_to_the_peak_then_decays_to_the_floor():
+    from smcn_tf.train import learning_rate_schedule
+
+    training = load_config(overrides=[
+        "training.schedule=cosine", "training.learning_rate=1e-3", "training.steps=1000",
+        "training.warmup_steps=100", "training.final_learning_rate=1e-5",
+    ]).training
+    schedule = learning_rate_schedule(training)
+    rate = lambda step: float(schedule(step))  # noqa: E731
+    assert rate(0) == pytest.approx(0.0, abs=1e-12)
+    assert rate(50) == pytest.approx(5e-4, rel=1e-4)
+    assert rate(100) == pytest.approx(1e-3, rel=1e-4)
+    # Half-way through the decay: the mean of peak and floor.
+    assert rate(550) == pytest.approx((1e-3 + 1e-5) / 2, rel=1e-3)
+    assert rate(1000) == pytest.approx(1e-5, rel=1e-3)
+    paper = load_config(os.path.join(CONFIGS, "iemocap.yaml")).training
+    assert learning_rate_schedule(paper) == pytest.approx(1e-4)
+
+
+def test_optimizer_settings_build_adamw_with_ema_and_refuse_decay_on_adam():
+    from smcn_tf.train import build_optimizer
+
+    training = load_config(overrides=[
+        "training.optimizer=adamw", "training.weight_decay=0.01", "training.ema_momentum=0.99",
+    ]).training
+    optimizer = build_optimizer(training)
+    assert type(optimizer).__name__ == "AdamW"
+    assert optimizer.weight_decay == pytest.approx(0.01)
+    assert optimizer.use_ema and optimizer.ema_momentum == pytest.approx(0.99)
+    paper = build_optimizer(load_config(os.path.join(CONFIGS, "iemocap.yaml")).training)
+    assert type(paper).__name__ == "Adam" and not paper.use_ema
+    with pytest.raises(ValueError, match="adamw"):
+        build_optimizer(load_config(overrides=["training.weight_decay=0.01"]).training)

@@ -21,6 +21,10 @@ class Utterance:
             None: at the start of the file.
         end_seconds: where it ends; None: at the end of the file. With
             neither set (IEMOCAP, MELD) the whole file is the utterance.
+        speed: speed perturbation: the waveform is resampled to play this
+            many times faster (0.9: a slower, longer clip) after it is read;
+            1.0, the default, leaves it as read. Set on the augmented copies
+            `smcn prepare` writes with `features.speed_perturbation`.
     """
 
     utterance_id: str
@@ -31,6 +35,7 @@ class Utterance:
     group: str
     start_seconds: float | None = None
     end_seconds: float | None = None
+    speed: float = 1.0
 
     @property
     def is_segment(self):

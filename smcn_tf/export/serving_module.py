@@ -65,7 +65,7 @@ GPU still exports without cuDNN-only ops and loads on a CPU server.
 import keras
 import tensorflow as tf
 
-from smcn_tf.model.smcn import VARIANTS, SMCNModel, dtype_policy
+from smcn_tf.model.smcn import TRAINING_ONLY_ARGUMENTS, VARIANTS, SMCNModel, dtype_policy
 from smcn_tf.serving import input_checks
 from smcn_tf.serving.input_checks import DEFAULT_MIN_AUDIO_SECONDS, InputRules
 
@@ -178,6 +178,8 @@ def serving_copy(model):
     """
     config = dict(model.get_config())
     config["use_cudnn"] = False
+    # Training-only layers (SpecAugment) are the identity at inference: left out.
+    config.update(TRAINING_ONLY_ARGUMENTS)
     with dtype_policy("float32"):
         copy = SMCNModel.from_config(config)
     copy.set_weights(model.get_weights())

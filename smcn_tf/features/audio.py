@@ -21,6 +21,7 @@ Choices made here (and mirrored by the reference in `audio_test.py`):
   crossings, cut-off at 94.5% of the lower Nyquist frequency).
 """
 
+import fractions
 import functools
 import math
 import weakref
@@ -45,6 +46,9 @@ _MEL_HIGH_FREQUENCY_Q = 1127.0
 _RESAMPLE_ZERO_CROSSINGS = 32
 _RESAMPLE_ROLLOFF = 0.945
 _RESAMPLE_KAISER_BETA = 8.6
+# `speed_perturb` resamples by the factor's nearest fraction with a
+# denominator up to this (0.9 -> 9/10; 0.93 -> 93/100).
+SPEED_MAX_DENOMINATOR = 100
 
 
 def too_short_reason(num_samples, sample_rate, min_seconds=MIN_SECONDS_DEFAULT):
@@ -450,6 +454,32 @@ def _resample(signal, source_rate, target_rate):
     if up == down:
         return signal.copy()
     return scipy.signal.resample_poly(signal, up, down, window=_resampling_filter(up, down))
+
+
+def speed_perturb(waveform, factor):
+    """Kaldi-style speed perturbation: the clip played `factor` times faster.
+
+    Tempo and pitch change together, as with `sox speed`: the waveform is
+    resampled by `_resample` as if it had been recorded at `factor` times its
+    rate, with `factor` taken as its nearest fraction `p / q` (denominator at
+    most `SPEED_MAX_DENOMINATOR`). A clip of `n` samples becomes one of
+    `ceil(n * q / p)`: 0.9 gives a longer, lower clip, 1.1 a shorter, higher one.
+
+    Args:
+        waveform: a 1-D float waveform.
+        factor: the speed factor, > 0; 1 returns a float32 copy.
+
+    Returns:
+        float32 array `[ceil(samples / factor)]`, clipped to [-1, 1].
+
+    >>> speed_perturb(np.zeros(16000), 0.9).shape
+    (17778,)
+    """
+    if not (isinstance(factor, (int, float)) and math.isfinite(factor) and factor > 0):
+        raise ValueError(f"the speed factor must be a positive number, got {factor!r}.")
+    ratio = fractions.Fraction(factor).limit_denominator(SPEED_MAX_DENOMINATOR)
+    perturbed = _resample(waveform, ratio.numerator, ratio.denominator)
+    return np.clip(perturbed, -1.0, 1.0).astype(np.float32)
 
 
 def read_waveform(path, sample_rate=16000):

@@ -52,6 +52,11 @@ class AttentionPooling(keras.layers.Layer):
     of padding leaves the output unchanged. An item with no valid step pools
     to zeros.
 
+    With `statistics=True` it is attentive statistics pooling (Okabe et al.,
+    2018): the output is the weighted mean `mu = sum_m alpha_m h_m` and the
+    weighted standard deviation `sqrt(sum_m alpha_m h_m^2 - mu^2)`,
+    concatenated, so the pooled size doubles.
+
     Precision: the scores' softmax is computed in float32, and the weights
     are float32, whatever the layer's compute dtype.
 
@@ -60,14 +65,17 @@ class AttentionPooling(keras.layers.Layer):
             the feature size of the input (the paper's `W` is square).
         kernel_initializer: initializer of `W` and `u`.
         bias_initializer: initializer of `b`.
+        statistics: also pool the weighted standard deviation (default False:
+            the paper's weighted mean alone).
 
     Call arguments:
         inputs: float `[batch, time, features]`.
         mask: optional bool `[batch, time]`.
 
     Returns:
-        A tuple `(pooled, weights)`: `pooled` is `[batch, features]`,
-        `weights` is `[batch, time]` and sums to 1 over the valid steps.
+        A tuple `(pooled, weights)`: `pooled` is `[batch, features]` (`[batch,
+        2 * features]` with `statistics`), `weights` is `[batch, time]` and
+        sums to 1 over the valid steps.
 
     Example:
 
@@ -82,9 +90,11 @@ class AttentionPooling(keras.layers.Layer):
         attention_units=None,
         kernel_initializer="glorot_uniform",
         bias_initializer="zeros",
+        statistics=False,
         **kwargs,
     ):
         super().__init__(**kwargs)
+        self.statistics = bool(statistics)
         if attention_units is not None and int(attention_units) < 1:
             raise ValueError(
                 f"`attention_units` must be a positive integer, got {attention_units}."
@@ -125,14 +135,27 @@ class AttentionPooling(keras.layers.Layer):
             scores = ops.where(mask, scores, ops.full_like(scores, -1e9))
             weights = ops.softmax(scores, axis=-1)
             weights = weights * ops.cast(mask, weights.dtype)
-        pooled = ops.sum(ops.expand_dims(ops.cast(weights, inputs.dtype), -1) * inputs, axis=1)
+        expanded = ops.expand_dims(ops.cast(weights, inputs.dtype), -1)
+        pooled = ops.sum(expanded * inputs, axis=1)
+        if self.statistics:
+            # The variance in float32; the floor keeps sqrt's gradient finite
+            # for a constant (or single-step) sequence.
+            mean = ops.cast(pooled, "float32")
+            second = ops.sum(
+                ops.expand_dims(weights, -1) * ops.square(ops.cast(inputs, "float32")), axis=1
+            )
+            deviation = ops.sqrt(ops.maximum(second - ops.square(mean), 0.0) + 1e-6)
+            pooled = ops.concatenate([pooled, ops.cast(deviation, pooled.dtype)], axis=-1)
         return pooled, weights
 
     def compute_mask(self, inputs, mask=None):
         return None
 
     def compute_output_shape(self, input_shape):
-        return (input_shape[0], input_shape[-1]), (input_shape[0], input_shape[1])
+        features = input_shape[-1]
+        if self.statistics and features is not None:
+            features = 2 * features
+        return (input_shape[0], features), (input_shape[0], input_shape[1])
 
     def get_config(self):
         config = super().get_config()
@@ -143,6 +166,7 @@ class AttentionPooling(keras.layers.Layer):
                     self.kernel_initializer
                 ),
                 "bias_initializer": keras.initializers.serialize(self.bias_initializer),
+                "statistics": self.statistics,
             }
         )
         return config
@@ -211,4 +235,165 @@ class Fusion(keras.layers.Layer):
     def get_config(self):
         config = super().get_config()
         config.update({"method": self.method})
+        return config
+
+
+@keras.saving.register_keras_serializable(package="smcn_tf")
+class SpecAugment(keras.layers.Layer):
+    """SpecAugment-style time and frequency masking of frames, in training only.
+
+    In training, each utterance gets `time_masks` spans of `0..time_mask_frames`
+    consecutive frames and `frequency_masks` spans of `0..frequency_mask_bands`
+    consecutive Mel bands (Park et al., 2019), widths and positions drawn per
+    utterance. A masked value is replaced by the utterance's own mean of that
+    feature over its valid frames, so the masks remove information without
+    adding a level the data never has. Time masks start inside the valid
+    frames; padded frames are never changed and never counted.
+
+    The frame layout of `smcn_tf.features.audio.LogMelFeatures` is
+    `[log-Mel, delta, delta-delta]`, `feature_blocks` blocks of equal size:
+    a frequency mask covers the same bands in every block.
+
+    At inference (`training` False or absent) the layer is the identity and
+    runs no op. It has no weights; its random state is a `SeedGenerator`
+    (saved with the model's other random states, so exact resume holds).
+
+    Args:
+        time_masks: time masks per utterance.
+        time_mask_frames: the widest time mask, in frames.
+        frequency_masks: frequency masks per utterance.
+        frequency_mask_bands: the widest frequency mask, in bands.
+        feature_blocks: how many equal blocks a frame holds (3: static, delta,
+            delta-delta).
+        seed: an optional integer seed.
+
+    Call arguments:
+        inputs: float `[batch, time, features]`.
+        mask: bool `[batch, time]`, True at valid frames (needed in training).
+        training: whether to mask.
+
+    Returns:
+        A tensor like `inputs`.
+
+    Example:
+
+    >>> layer = SpecAugment(time_masks=2, time_mask_frames=3, frequency_masks=1,
+    ...                     frequency_mask_bands=2, seed=0)
+    >>> frames = ops.ones((2, 10, 6))
+    >>> bool(ops.all(layer(frames) == frames))  # inference: the identity
+    True
+    """
+
+    def __init__(
+        self,
+        time_masks=0,
+        time_mask_frames=0,
+        frequency_masks=0,
+        frequency_mask_bands=0,
+        feature_blocks=3,
+        seed=None,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        for field, value, minimum in (
+            ("time_masks", time_masks, 0),
+            ("time_mask_frames", time_mask_frames, 0),
+            ("frequency_masks", frequency_masks, 0),
+            ("frequency_mask_bands", frequency_mask_bands, 0),
+            ("feature_blocks", feature_blocks, 1),
+        ):
+            if isinstance(value, bool) or int(value) != value or value < minimum:
+                raise ValueError(f"`{field}` must be an integer >= {minimum}, got {value!r}.")
+        self.time_masks = int(time_masks)
+        self.time_mask_frames = int(time_mask_frames)
+        self.frequency_masks = int(frequency_masks)
+        self.frequency_mask_bands = int(frequency_mask_bands)
+        self.feature_blocks = int(feature_blocks)
+        self.seed = seed
+        self.seed_generator = keras.random.SeedGenerator(seed)
+        self.supports_masking = True
+
+    def build(self, input_shape):
+        features = input_shape[-1]
+        if features is None or features % self.feature_blocks:
+            raise ValueError(
+                f"SpecAugment needs a frame size divisible by feature_blocks="
+                f"{self.feature_blocks}; got input shape {input_shape}."
+            )
+
+    def _random_spans(self, count, widest, extent, size):
+        """A float `[batch, size]`: 1 where one of `count` random spans covers a position.
+
+        Each span's width is uniform in `0..widest` and it lies inside the
+        first `extent[b]` positions of row `b`.
+        """
+        batch = ops.shape(extent)[0]
+        extent = ops.cast(extent, "float32")
+        steps = ops.cast(ops.arange(size), "float32")[None, :]
+        covered = ops.zeros((batch, size), "float32")
+        for _ in range(count):
+            width = ops.floor(
+                keras.random.uniform((batch,), seed=self.seed_generator) * (widest + 1)
+            )
+            width = ops.minimum(width, extent)
+            start = ops.floor(
+                keras.random.uniform((batch,), seed=self.seed_generator)
+                * (extent - width + 1)
+            )
+            inside = ops.logical_and(
+                steps >= start[:, None], steps < (start + width)[:, None]
+            )
+            covered = ops.maximum(covered, ops.cast(inside, "float32"))
+        return covered
+
+    def call(self, inputs, mask=None, training=None):
+        if not training or not (
+            (self.time_masks and self.time_mask_frames)
+            or (self.frequency_masks and self.frequency_mask_bands)
+        ):
+            return inputs
+        shape = ops.shape(inputs)
+        batch, frames, features = shape[0], shape[1], inputs.shape[-1]
+        if mask is None:
+            valid = ops.ones((batch, frames), "float32")
+        else:
+            valid = ops.cast(mask, "float32")
+        values = ops.cast(inputs, "float32")
+        lengths = ops.sum(valid, axis=1)
+        mean = ops.sum(values * valid[:, :, None], axis=1) / ops.maximum(lengths, 1.0)[:, None]
+        drop = ops.zeros((batch, frames, features), "float32")
+        if self.time_masks and self.time_mask_frames:
+            in_time = self._random_spans(
+                self.time_masks, self.time_mask_frames, lengths, frames
+            )
+            drop = ops.maximum(drop, in_time[:, :, None])
+        if self.frequency_masks and self.frequency_mask_bands:
+            bands = features // self.feature_blocks
+            in_bands = self._random_spans(
+                self.frequency_masks,
+                self.frequency_mask_bands,
+                ops.full((batch,), bands, "float32"),
+                bands,
+            )
+            in_features = ops.tile(in_bands, (1, self.feature_blocks))
+            drop = ops.maximum(drop, in_features[:, None, :])
+        drop = drop * valid[:, :, None]  # padded frames stay as they are
+        masked = values * (1.0 - drop) + mean[:, None, :] * drop
+        return ops.cast(masked, inputs.dtype)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "time_masks": self.time_masks,
+                "time_mask_frames": self.time_mask_frames,
+                "frequency_masks": self.frequency_masks,
+                "frequency_mask_bands": self.frequency_mask_bands,
+                "feature_blocks": self.feature_blocks,
+                "seed": self.seed,
+            }
+        )
         return config

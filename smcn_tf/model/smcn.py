@@ -36,7 +36,7 @@ import keras
 import tensorflow as tf
 from keras import ops
 
-from smcn_tf.model.layers import AttentionPooling, Fusion, LengthMask
+from smcn_tf.model.layers import AttentionPooling, Fusion, LengthMask, SpecAugment
 # Importing the metrics also registers them, for `load_model` of compiled models.
 from smcn_tf.model.metrics import emotion_metrics
 from smcn_tf.model.normalization import AUDIO_NORMALIZATIONS, AudioNormalization
@@ -45,6 +45,14 @@ from smcn_tf.model.recurrent import FusedBidirectionalGRU
 
 MODALITIES = ("audio", "text")
 RECURRENT_CORES = ("fused", "keras")
+# attention: the paper's pooling (eq. 4-6); statistics: attentive statistics
+# pooling (weighted mean and standard deviation).
+POOLINGS = ("attention", "statistics")
+# The SMCNModel arguments that only change training: a serving copy turns
+# them off (`inference_config`).
+TRAINING_ONLY_ARGUMENTS = {
+    "time_masks": 0, "time_mask_frames": 0, "frequency_masks": 0, "frequency_mask_bands": 0,
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -166,7 +174,8 @@ def _serialize_fusion(spec):
 
 def _check_arguments(
     variant, num_classes, audio_dim, text_dim, hidden_units, head_units, dropout,
-    recurrent_core, audio_normalization, class_names,
+    recurrent_core, audio_normalization, class_names, pooling="attention",
+    recurrent_dropout=0.0,
 ):
     """Validate `SMCNModel`'s arguments; returns the class names as strings."""
     if variant not in VARIANTS:
@@ -194,6 +203,10 @@ def _check_arguments(
         )
     if not 0.0 <= float(dropout) < 1.0:
         raise ValueError(f"`dropout` must be in [0, 1), got {dropout}.")
+    if not 0.0 <= float(recurrent_dropout) < 1.0:
+        raise ValueError(f"`recurrent_dropout` must be in [0, 1), got {recurrent_dropout}.")
+    if pooling not in POOLINGS:
+        raise ValueError(f"`pooling` must be one of {POOLINGS}, got {pooling!r}.")
     if class_names is not None:
         class_names = [str(name) for name in class_names]
         if len(class_names) != num_classes:
@@ -207,7 +220,8 @@ def _check_arguments(
 def _modality_layers(
     modality, spec, *, num_classes, hidden_units, attention_units, head_units,
     head_activation, first_fusion, dropout, use_cudnn, recurrent_core,
-    audio_normalization,
+    audio_normalization, pooling="attention", recurrent_dropout=0.0,
+    spec_augment=None,
 ):
     """The layers of one modality's branch, by role (absent roles are None).
 
@@ -218,7 +232,9 @@ def _modality_layers(
     layers = dict(
         mask=LengthMask(name=f"{modality}_mask"),
         normalization=None,
+        spec_augment=None,
         recurrent=None,
+        recurrent_dropout=None,
         calibration_attention=None,
         first_fusion=None,
         interaction_attention=None,
@@ -230,6 +246,8 @@ def _modality_layers(
         layers["normalization"] = AudioNormalization(
             audio_normalization, name="audio_normalization"
         )
+    if modality == "audio" and spec_augment:
+        layers["spec_augment"] = SpecAugment(**spec_augment, name="audio_spec_augment")
     if recurrent_core == "fused":
         # Both BiGRUs read the same input: one projection, one loop a direction.
         layers["recurrent"] = FusedBidirectionalGRU(
@@ -243,17 +261,23 @@ def _modality_layers(
             )
             for branch in branches
         ]
+    if recurrent_dropout:
+        layers["recurrent_dropout"] = keras.layers.Dropout(
+            recurrent_dropout, name=f"{modality}_recurrent_dropout"
+        )
+    statistics = pooling == "statistics"
     layers["intra_attention"] = AttentionPooling(
-        attention_units, name=f"{modality}_intra_attention"
+        attention_units, statistics=statistics, name=f"{modality}_intra_attention"
     )
     if spec.calibration:
         layers["calibration_attention"] = AttentionPooling(
-            attention_units, name=f"{modality}_calibration_attention"
+            attention_units, statistics=statistics, name=f"{modality}_calibration_attention"
         )
         if "interaction" in spec.final_features:
             layers["first_fusion"] = _make_fusion(first_fusion, f"{modality}_first_fusion")
             layers["interaction_attention"] = AttentionPooling(
-                attention_units, name=f"{modality}_interaction_attention"
+                attention_units, statistics=statistics,
+                name=f"{modality}_interaction_attention",
             )
     if spec.unimodal_heads:
         if dropout:
@@ -285,10 +309,15 @@ def _modality_branch(modality, layers, features, length):
     if layers["normalization"] is not None:
         # Standardised over valid frames only; padded frames become 0.
         features = layers["normalization"](features, mask=mask)
+    if layers["spec_augment"] is not None:
+        # Training only (the identity at inference); padded frames untouched.
+        features = layers["spec_augment"](features, mask=mask)
     if isinstance(layers["recurrent"], list):  # recurrent_core="keras"
         hidden_by_branch = [gru(features, mask=mask) for gru in layers["recurrent"]]
     else:
         hidden_by_branch = layers["recurrent"](features, mask=mask)
+    if layers["recurrent_dropout"] is not None:
+        hidden_by_branch = [layers["recurrent_dropout"](hidden) for hidden in hidden_by_branch]
     hidden = hidden_by_branch[0]
 
     # Intra-modal feature learning, eq. 1-3.
@@ -426,6 +455,16 @@ class SMCNModel(keras.Model):
             per-feature mean and variance, non-trainable weights set by
             `adapt_audio_normalization(model, train_dataset)`; the identity
             until then) or `"utterance"` (each utterance's own statistics).
+        pooling: `"attention"` (default: the paper's attention pooling, eq.
+            4-6) or `"statistics"` (attentive statistics pooling: every
+            attention also pools the weighted standard deviation, so F^i,
+            Fc^i and I1'^i are twice as wide).
+        recurrent_dropout: dropout rate on the BiGRU outputs (every branch),
+            in training only.
+        time_masks, time_mask_frames, frequency_masks, frequency_mask_bands:
+            SpecAugment on the audio frames, in training only (layer
+            `"audio_spec_augment"`, see `smcn_tf.model.layers.SpecAugment`);
+            no layer when both counts are 0 (default).
         class_names: optional names of the classes, kept for export.
     """
 
@@ -446,13 +485,28 @@ class SMCNModel(keras.Model):
         use_cudnn="auto",
         recurrent_core="fused",
         audio_normalization="none",
+        pooling="attention",
+        recurrent_dropout=0.0,
+        time_masks=0,
+        time_mask_frames=0,
+        frequency_masks=0,
+        frequency_mask_bands=0,
         class_names=None,
         **kwargs,
     ):
         class_names = _check_arguments(
             variant, num_classes, audio_dim, text_dim, hidden_units, head_units,
-            dropout, recurrent_core, audio_normalization, class_names,
+            dropout, recurrent_core, audio_normalization, class_names, pooling,
+            recurrent_dropout,
         )
+        spec_augment = dict(
+            time_masks=time_masks,
+            time_mask_frames=time_mask_frames,
+            frequency_masks=frequency_masks,
+            frequency_mask_bands=frequency_mask_bands,
+        )
+        if not ((time_masks and time_mask_frames) or (frequency_masks and frequency_mask_bands)):
+            spec_augment = None
         spec = VARIANTS[variant]
         attention_units = attention_units or 2 * hidden_units
         dims = {"audio": audio_dim, "text": text_dim}
@@ -472,6 +526,9 @@ class SMCNModel(keras.Model):
                 use_cudnn=use_cudnn,
                 recurrent_core=recurrent_core,
                 audio_normalization=audio_normalization,
+                pooling=pooling,
+                recurrent_dropout=recurrent_dropout,
+                spec_augment=spec_augment,
             )
             for modality in spec.modalities
         }
@@ -528,6 +585,12 @@ class SMCNModel(keras.Model):
         self.use_cudnn = use_cudnn
         self.recurrent_core = recurrent_core
         self.audio_normalization = audio_normalization
+        self.pooling = pooling
+        self.recurrent_dropout = recurrent_dropout
+        self.time_masks = time_masks
+        self.time_mask_frames = time_mask_frames
+        self.frequency_masks = frequency_masks
+        self.frequency_mask_bands = frequency_mask_bands
         self.class_names = class_names
         self.modalities = spec.modalities
         self.loss_terms = loss_terms_for(spec)
@@ -535,7 +598,7 @@ class SMCNModel(keras.Model):
         self.loss_term_trackers = [
             keras.metrics.Mean(name=term.name) for term in self.loss_terms
         ]
-        self._cross_entropy = keras.losses.SparseCategoricalCrossentropy()
+        self._set_label_smoothing(0.0)  # `compile` may set another
 
     @classmethod
     def from_model_config(
@@ -579,6 +642,7 @@ class SMCNModel(keras.Model):
         metrics="auto",
         *,
         learning_rate=None,
+        label_smoothing=0.0,
         **kwargs,
     ):
         """`keras.Model.compile` with the paper's defaults.
@@ -597,8 +661,13 @@ class SMCNModel(keras.Model):
                 prediction; None for no metric; or a list Keras accepts.
             learning_rate: Adam's rate for `optimizer="auto"` (default
                 `DEFAULT_LEARNING_RATE`, 1e-4 as in the paper).
+            label_smoothing: label smoothing of every cross-entropy term of
+                eq. 17 (default 0: none, as in the paper).
             **kwargs: the other `keras.Model.compile` arguments.
         """
+        if not 0.0 <= float(label_smoothing) < 1.0:
+            raise ValueError(f"`label_smoothing` must be in [0, 1), got {label_smoothing}.")
+        self._set_label_smoothing(label_smoothing)
         if isinstance(optimizer, str) and optimizer == "auto":
             optimizer = keras.optimizers.Adam(
                 learning_rate=DEFAULT_LEARNING_RATE if learning_rate is None else learning_rate
@@ -625,6 +694,15 @@ class SMCNModel(keras.Model):
             # Create optimizer variables.
             self.optimizer.build(self.trainable_variables)
 
+    def _set_label_smoothing(self, label_smoothing):
+        self.label_smoothing = float(label_smoothing)
+        if self.label_smoothing:
+            self._cross_entropy = keras.losses.CategoricalCrossentropy(
+                label_smoothing=self.label_smoothing
+            )
+        else:  # the paper's loss, as it always was computed
+            self._cross_entropy = keras.losses.SparseCategoricalCrossentropy()
+
     def loss_components(self, y, y_pred, sample_weight=None):
         """The terms of eq. 17 for a batch.
 
@@ -639,8 +717,13 @@ class SMCNModel(keras.Model):
         terms = {}
         for term in self.loss_terms:
             if term.kind == CROSS_ENTROPY:
+                targets = y
+                if self.label_smoothing:  # smoothing needs one-hot targets
+                    targets = ops.one_hot(
+                        ops.reshape(ops.cast(y, "int32"), (-1,)), self.num_classes
+                    )
                 terms[term.name] = self._cross_entropy(
-                    y, y_pred[term.output_key], sample_weight
+                    targets, y_pred[term.output_key], sample_weight
                 )
                 continue
             # Loss_ij = MSE(F^j, Fc^i), in float32 also when the features are float16.
@@ -711,6 +794,12 @@ class SMCNModel(keras.Model):
                 "use_cudnn": self.use_cudnn,
                 "recurrent_core": self.recurrent_core,
                 "audio_normalization": self.audio_normalization,
+                "pooling": self.pooling,
+                "recurrent_dropout": self.recurrent_dropout,
+                "time_masks": self.time_masks,
+                "time_mask_frames": self.time_mask_frames,
+                "frequency_masks": self.frequency_masks,
+                "frequency_mask_bands": self.frequency_mask_bands,
                 "class_names": self.class_names,
             }
         )

@@ -234,6 +234,8 @@ def test_from_model_config_passes_every_setting():
     settings = ModelConfig(
         variant="inter", hidden_units=4, head_units=4, attention_units=6, dropout=0.1,
         recurrent_core="keras", audio_normalization="utterance", stop_gradient_target=False,
+        pooling="statistics", recurrent_dropout=0.2, time_masks=1, time_mask_frames=2,
+        frequency_masks=1, frequency_mask_bands=1,
     )
     model = SMCNModel.from_model_config(
         settings, num_classes=CLASSES, class_names=["a", "b", "c"], audio_dim=AUDIO_DIM,
@@ -244,3 +246,71 @@ def test_from_model_config_passes_every_setting():
         assert config[field] == value, field
     assert config["use_cudnn"] is False and config["class_names"] == ["a", "b", "c"]
     assert "dtype" not in config
+
+
+# The small-corpus recipe's model options, all on (AUDIO_DIM = 6: 3 blocks of 2 bands).
+RECIPE = dict(
+    pooling="statistics", recurrent_dropout=0.2, dropout=0.3, time_masks=2,
+    time_mask_frames=2, frequency_masks=1, frequency_mask_bands=1,
+)
+
+
+def test_recipe_options_train_save_and_serve_like_the_paper_graph(tmp_path):
+    from smcn_tf.export.serving_module import serving_copy
+
+    rng = np.random.default_rng(7)
+    model = build_smcn("smcn", class_names=["a", "b", "c"], **TINY, **RECIPE)
+    inputs, labels = _batch(rng), rng.integers(0, CLASSES, 4)
+    outputs = model(inputs)
+    # Statistics pooling doubles F^i and Fc^i: 2 directions x 4 units x (mean, std).
+    assert outputs["audio_semantic"].shape == (4, 16)
+    assert outputs["text_calibration"].shape == (4, 16)
+    assert model.get_layer("audio_spec_augment") is not None
+    model.compile(optimizer=keras.optimizers.Adam(1e-2))
+    model.fit(inputs, labels, epochs=1, verbose=0)
+    path = str(tmp_path / "model.keras")
+    model.save(path)
+    restored = keras.saving.load_model(path)
+    assert restored.get_config() == model.get_config()
+    # Inference: SpecAugment and dropout are off, so every copy answers alike.
+    served = serving_copy(model)
+    assert "audio_spec_augment" not in [layer.name for layer in served.layers]
+    for key, value in model(inputs).items():
+        np.testing.assert_allclose(np.asarray(value), np.asarray(restored(inputs)[key]), atol=1e-6)
+        np.testing.assert_allclose(np.asarray(value), np.asarray(served(inputs)[key]), atol=1e-5)
+    # In training the masks and dropout change the outputs.
+    trained = np.asarray(model(inputs, training=True)["probabilities"])
+    assert not np.allclose(trained, np.asarray(model(inputs)["probabilities"]))
+
+
+def test_label_smoothing_smooths_every_cross_entropy_term():
+    rng = np.random.default_rng(8)
+    model = build_smcn("smcn", **TINY)
+    model.compile(label_smoothing=0.2)
+    inputs, labels = _batch(rng), rng.integers(0, CLASSES, 4)
+    outputs = {key: np.asarray(value) for key, value in model(inputs).items()}
+    targets = np.full((4, CLASSES), 0.2 / CLASSES)
+    targets[np.arange(4), labels] += 0.8
+    terms = model.loss_components(labels, model(inputs))
+    for name, key in (("emotion_loss", "probabilities"), ("audio_loss", "audio_probabilities"),
+                      ("text_loss", "text_probabilities")):
+        expected = float(np.mean(-(targets * np.log(outputs[key])).sum(1)))
+        assert float(terms[name]) == pytest.approx(expected, rel=1e-5), name
+    with pytest.raises(ValueError, match="label_smoothing"):
+        model.compile(label_smoothing=1.0)
+
+
+def test_recipe_options_keep_padding_invariance():
+    rng = np.random.default_rng(9)
+    model = build_smcn("smcn", **TINY, **RECIPE)
+    inputs = _batch(rng, frames=5, tokens=4, audio_lengths=[5, 3, 1, 4], text_lengths=[4, 2, 1, 3])
+    padded = dict(inputs)
+    padded["audio_features"] = np.concatenate(
+        [inputs["audio_features"], rng.normal(size=(4, 3, AUDIO_DIM)).astype("float32")], 1
+    )
+    alone, other = model(inputs), model(padded)
+    np.testing.assert_allclose(
+        np.asarray(alone["probabilities"]), np.asarray(other["probabilities"]), atol=1e-5
+    )
+    with pytest.raises(ValueError, match="pooling"):
+        build_smcn("smcn", pooling="max", **TINY)

@@ -10,6 +10,9 @@ them. Each example stores:
 - `audio_frames`, `audio_dim`: int64.
 - `text_features`: float16 bytes, row-major `[text_tokens, text_dim]`.
 - `text_tokens`, `text_dim`: int64.
+- `augmentation`: bytes, only in the records of an augmented directory
+  (`AUGMENTED_DIRNAME`): how the copy was made, e.g. `"speed=0.9"`. Parsed
+  with default `""`, so records without it read the same as before.
 
 Features are stored as raw little-endian float16 (half the size of float32,
 and far more precision than log-Mel energies or BERT activations need) and
@@ -32,6 +35,12 @@ from smcn_tf.io_utils import read_json, remove_quietly, write_json_atomic
 
 MANIFEST_FILENAME = "manifest.json"
 FORMAT_VERSION = 1
+# The records directory's subdirectory of augmented copies (speed perturbation),
+# a complete records directory of its own; the main manifest's `augmentation`
+# says that it was written.
+AUGMENTED_DIRNAME = "augmented"
+# An augmented copy's id is `<base id>` + this + the factor: `Ses01F_impro01_F000@speed0.9`.
+SPEED_ID_SEPARATOR = "@speed"
 
 # Manifest key -> the JSON types it may hold.
 _MANIFEST_TYPES = {
@@ -66,11 +75,32 @@ def _tf():
     return tf
 
 
+def speed_copy_id(utterance_id, factor):
+    """The id of `utterance_id`'s copy perturbed to `factor` times its speed.
+
+    >>> speed_copy_id("Ses01F_impro01_F000", 0.9)
+    'Ses01F_impro01_F000@speed0.9'
+    """
+    return f"{utterance_id}{SPEED_ID_SEPARATOR}{float(factor):g}"
+
+
+def base_utterance_id(utterance_id):
+    """The id an augmented copy was made from (the part before the last `@`).
+
+    For ids of an augmented directory only: a corpus' own id may hold an `@`.
+
+    >>> base_utterance_id("Ses01F_impro01_F000@speed0.9")
+    'Ses01F_impro01_F000'
+    """
+    return utterance_id.rsplit("@", 1)[0]
+
+
 def _feature_description():
     tf = _tf()
     string = tf.io.FixedLenFeature([], tf.string)
     integer = tf.io.FixedLenFeature([], tf.int64)
     return {
+        "augmentation": tf.io.FixedLenFeature([], tf.string, default_value=""),
         "utterance_id": string,
         "speaker": string,
         "group": string,
@@ -108,7 +138,9 @@ def _matrix_to_float16(name, utterance_id, values):
     return half
 
 
-def serialize_example(utterance_id, speaker, group, label, audio_features, text_features):
+def serialize_example(
+    utterance_id, speaker, group, label, audio_features, text_features, augmentation=None
+):
     """Serializes one utterance's features into a `tf.train.Example`.
 
     Args:
@@ -118,6 +150,9 @@ def serialize_example(utterance_id, speaker, group, label, audio_features, text_
         label: the class index (`int`, >= 0).
         audio_features: array `[frames, audio_dim]`, stored as float16.
         text_features: array `[tokens, text_dim]`, stored as float16.
+        augmentation: for an augmented copy, how it was made (`str`, e.g.
+            `"speed=0.9"`); None or `""`: an original, stored without the
+            feature (the bytes of a record without it are unchanged).
 
     Returns:
         The serialized example (`bytes`), deterministic for equal inputs.
@@ -130,7 +165,8 @@ def serialize_example(utterance_id, speaker, group, label, audio_features, text_
     TensorShape([40, 78])
     """
     tf = _tf()
-    for name, value in (("utterance_id", utterance_id), ("speaker", speaker), ("group", group)):
+    for name, value in (("utterance_id", utterance_id), ("speaker", speaker), ("group", group),
+                        ("augmentation", augmentation or "")):
         if not isinstance(value, str):
             raise ValueError(f"{name} must be a string, got {type(value).__name__}: {value!r}.")
     if isinstance(label, bool) or not isinstance(label, (int, np.integer)) or label < 0:
@@ -146,22 +182,22 @@ def serialize_example(utterance_id, speaker, group, label, audio_features, text_
     def int_feature(value):
         return tf.train.Feature(int64_list=tf.train.Int64List(value=[int(value)]))
 
-    example = tf.train.Example(
-        features=tf.train.Features(
-            feature={
-                "utterance_id": bytes_feature(utterance_id.encode("utf-8")),
-                "speaker": bytes_feature(speaker.encode("utf-8")),
-                "group": bytes_feature(group.encode("utf-8")),
-                "label": int_feature(label),
-                "audio_features": bytes_feature(audio.tobytes()),
-                "audio_frames": int_feature(audio.shape[0]),
-                "audio_dim": int_feature(audio.shape[1]),
-                "text_features": bytes_feature(text.tobytes()),
-                "text_tokens": int_feature(text.shape[0]),
-                "text_dim": int_feature(text.shape[1]),
-            }
-        )
-    )
+    feature = {
+        "utterance_id": bytes_feature(utterance_id.encode("utf-8")),
+        "speaker": bytes_feature(speaker.encode("utf-8")),
+        "group": bytes_feature(group.encode("utf-8")),
+        "label": int_feature(label),
+        "audio_features": bytes_feature(audio.tobytes()),
+        "audio_frames": int_feature(audio.shape[0]),
+        "audio_dim": int_feature(audio.shape[1]),
+        "text_features": bytes_feature(text.tobytes()),
+        "text_tokens": int_feature(text.shape[0]),
+        "text_dim": int_feature(text.shape[1]),
+    }
+    if augmentation:
+        # Augmented copies only: an original's bytes stay what they always were.
+        feature["augmentation"] = bytes_feature(augmentation.encode("utf-8"))
+    example = tf.train.Example(features=tf.train.Features(feature=feature))
     # Deterministic map ordering: re-preparing a corpus gives identical bytes.
     return example.SerializeToString(deterministic=True)
 
@@ -179,7 +215,7 @@ def parse_example(serialized):
         A dict of tensors: `audio_features` float32 `[frames, audio_dim]`,
         `text_features` float32 `[tokens, text_dim]`, `audio_length` int32,
         `text_length` int32, `label` int32, and `group`, `utterance_id`,
-        `speaker` as scalar `tf.string`.
+        `speaker`, `augmentation` (`""` for an original) as scalar `tf.string`.
 
     Example:
 
@@ -208,6 +244,7 @@ def parse_example(serialized):
         "group": features["group"],
         "utterance_id": features["utterance_id"],
         "speaker": features["speaker"],
+        "augmentation": features["augmentation"],
     }
 
 

@@ -24,7 +24,13 @@ For training it also offers:
   same shuffled order that together cover every item once per pass;
 - a validation share of the selected groups (`holdout_fraction`,
   `holdout`): the items whose seeded id hash falls under the fraction, or
-  all the others (see `held_out_ids`).
+  all the others (see `held_out_ids`);
+- speed-perturbed copies (`augmented=True`): the records of
+  `<records_dir>/augmented/` (written by `smcn prepare` with
+  `features.speed_perturbation`) of the same selected groups join the
+  stream, as items of their own; a copy whose original is held out is held
+  out with it, and the held-out side (`holdout="only"`) has none. Off by
+  default: test, validation and evaluation streams never see a copy.
 """
 
 import hashlib
@@ -93,7 +99,54 @@ def select_groups(manifest, groups=None, exclude_groups=None, records_dir=None):
     return sorted(kept)
 
 
-def count_examples(records_dir, groups=None, exclude_groups=None, manifest=None):
+def augmented_dir(records_dir):
+    """Where `smcn prepare` writes a records directory's speed-perturbed copies."""
+    return os.path.join(os.fspath(records_dir), records.AUGMENTED_DIRNAME)
+
+
+def read_augmented_manifest(records_dir, manifest=None):
+    """The `Manifest` of `<records_dir>/augmented`, checked against `records_dir`'s.
+
+    Args:
+        records_dir: a records directory written by `smcn_tf.records.prepare`.
+        manifest: `records_dir`'s `Manifest`, if the caller has read it.
+
+    Raises:
+        ValueError: `records_dir` was prepared without speed perturbation (its
+            manifest has no `augmentation`, or there is no complete
+            `augmented/`), or the copies do not match it (classes, feature
+            settings, groups, factors: an `augmented/` left by another run).
+    """
+    manifest = _manifest_of(records_dir, manifest)
+    summary = manifest.extra.get("augmentation")
+    directory = augmented_dir(records_dir)
+    if not isinstance(summary, dict) or not os.path.isfile(
+        os.path.join(directory, records.MANIFEST_FILENAME)
+    ):
+        raise ValueError(
+            f"{records_dir} has no augmented copies ({directory} with a manifest, listed "
+            "in the records' manifest): run `smcn prepare` with "
+            "features.speed_perturbation (e.g. [0.9, 1.1]) to write them."
+        )
+    augmented = records.read_manifest(directory)
+    differs = [
+        name for name in ("class_names", "audio_dim", "text_dim", "features")
+        if getattr(augmented, name) != getattr(manifest, name)
+    ]
+    if (augmented.extra.get("augmentation") or {}).get("speed") != summary.get("speed"):
+        differs.append("augmentation")
+    if not set(augmented.groups) <= set(manifest.groups):
+        differs.append("groups")
+    if differs:
+        raise ValueError(
+            f"{directory} does not match {records_dir} (it differs in {differs}): "
+            "run `smcn prepare` again with features.speed_perturbation."
+        )
+    return augmented
+
+
+def count_examples(records_dir, groups=None, exclude_groups=None, manifest=None,
+                   augmented=False):
     """Counts the examples a selection keeps, from the manifest (no shard reads).
 
     Args:
@@ -101,9 +154,15 @@ def count_examples(records_dir, groups=None, exclude_groups=None, manifest=None)
         groups: keep only these groups (`None`: all).
         exclude_groups: then drop these groups.
         manifest: `records_dir`'s `Manifest`, if the caller has read it.
+        augmented: also count the speed-perturbed copies of those groups
+            (see `make_dataset`).
 
     Returns:
         The number of examples (`int`).
+
+    Raises:
+        ValueError: an unknown group; with `augmented`, records prepared
+            without speed perturbation (see `read_augmented_manifest`).
 
     Example, on the records of `smcn prepare iemocap` (not run as a test):
 
@@ -112,7 +171,10 @@ def count_examples(records_dir, groups=None, exclude_groups=None, manifest=None)
     """
     manifest = _manifest_of(records_dir, manifest)
     kept = select_groups(manifest, groups, exclude_groups, records_dir=records_dir)
-    return manifest.examples_in(kept)
+    count = manifest.examples_in(kept)
+    if augmented:
+        count += read_augmented_manifest(records_dir, manifest).examples_in(kept)
+    return count
 
 
 def _shard_may_hold(shard, kept):
@@ -121,6 +183,15 @@ def _shard_may_hold(shard, kept):
     if not isinstance(shard_groups, dict):
         return True
     return any(shard_groups.get(group, 0) > 0 for group in kept)
+
+
+def _shard_files(records_dir, manifest, kept):
+    """The paths of the shards that may hold items of the `kept` groups."""
+    return [
+        os.path.join(records_dir, shard["file"])
+        for shard in manifest.shards
+        if shard["count"] > 0 and _shard_may_hold(shard, kept)
+    ]
 
 
 def _check_integer(name, value, minimum):
@@ -166,8 +237,20 @@ def held_out_ids(records_dir, groups, fraction, seed, manifest=None):
             groups (its items' groups are then unknown).
     """
     manifest = _manifest_of(records_dir, manifest)
-    wanted = set(groups)
     held_out, total = [], 0
+    for ids in _sidecar_ids(records_dir, manifest, groups):
+        total += len(ids)
+        held_out += [name for name in ids if is_held_out(name, fraction, seed)]
+    return sorted(held_out), total
+
+
+def _sidecar_ids(records_dir, manifest, groups):
+    """Yields the utterance ids of each shard of `groups`, from its sidecar.
+
+    Raises:
+        ValueError: a shard has no sidecar, or mixes selected and other groups.
+    """
+    wanted = set(groups)
     for shard in manifest.shards:
         if shard["count"] == 0:
             continue
@@ -192,10 +275,30 @@ def held_out_ids(records_dir, groups, fraction, seed, manifest=None):
                 "from the shard sidecars that smcn prepare writes."
             )
         with open(sidecar, encoding="utf-8") as stream:
-            ids = json.load(stream)["utterance_ids"]
-        total += len(ids)
-        held_out += [name for name in ids if is_held_out(name, fraction, seed)]
-    return sorted(held_out), total
+            yield json.load(stream)["utterance_ids"]
+
+
+def _augmented_selection(records_dir, manifest, kept, holdout_fraction, holdout_seed,
+                         holdout):
+    """The speed-perturbed copies a selection adds: `(files, count, held_out)`.
+
+    The copies of the `kept` groups; with a holdout fraction, those whose
+    original (`records.base_utterance_id`) is held out are `held_out` (ids
+    to exclude, not in `count`), and the `"only"` side gets no copies at all.
+    """
+    augmented = read_augmented_manifest(records_dir, manifest)
+    if holdout_fraction is not None and holdout == "only":
+        return [], 0, []
+    directory = augmented_dir(records_dir)
+    held_out = []
+    if holdout_fraction is not None:
+        for ids in _sidecar_ids(directory, augmented, kept):
+            held_out += [
+                name for name in ids
+                if is_held_out(records.base_utterance_id(name), holdout_fraction, holdout_seed)
+            ]
+    count = augmented.examples_in(kept) - len(held_out)
+    return _shard_files(directory, augmented, kept), count, held_out
 
 
 def _pass_seed(seed, pass_index):
@@ -228,6 +331,7 @@ def make_dataset(
     holdout_seed=0,
     holdout="exclude",
     manifest=None,
+    augmented=False,
 ):
     """Builds a batched `tf.data.Dataset` over prepared records.
 
@@ -284,6 +388,13 @@ def make_dataset(
             keeps the share alone (the validation side).
         manifest: `records_dir`'s `Manifest`, if the caller has read it
             (read here otherwise).
+        augmented: also stream the speed-perturbed copies of the selected
+            groups, from `<records_dir>/augmented` (`smcn prepare` with
+            `features.speed_perturbation`; ids `<id>@speed<f>`), as items
+            of their own: shuffled, bucketed, sharded and resumed with the
+            rest. With `holdout_fraction`, a copy whose original is held out
+            is dropped (`"exclude"`), and `"only"` yields no copies. For
+            training streams only.
 
     Returns:
         A `tf.data.Dataset` of `(inputs, label)` (or `(inputs, label,
@@ -295,8 +406,9 @@ def make_dataset(
     Raises:
         FileNotFoundError: `records_dir` has no manifest.
         ValueError: an unknown group (the message lists the available ones),
-            a selection with no examples (or a shard with none), or a bad
-            argument (the message names it).
+            a selection with no examples (or a shard with none), a bad
+            argument (the message names it), or `augmented` on records
+            prepared without speed perturbation.
 
     Example, on the records of `smcn prepare iemocap` (not run as a test):
 
@@ -345,6 +457,15 @@ def make_dataset(
             records_dir, kept, holdout_fraction, holdout_seed, manifest=manifest
         )
         num_kept = len(held_out) if holdout == "only" else num_kept - len(held_out)
+    files = _shard_files(records_dir, manifest, kept)
+    if augmented:
+        more_files, more_kept, more_held_out = _augmented_selection(
+            records_dir, manifest, kept, holdout_fraction, holdout_seed, holdout
+        )
+        files += more_files
+        num_kept += more_kept
+        if held_out is not None:
+            held_out += more_held_out
     if num_kept == 0:
         raise ValueError(
             f"The selection groups={groups!r}, exclude_groups={exclude_groups!r}"
@@ -358,11 +479,6 @@ def make_dataset(
             f"num_shards={num_shards} leaves shard {shard_index} no examples: the "
             f"selection keeps {num_kept}."
         )
-    files = [
-        os.path.join(records_dir, shard["file"])
-        for shard in manifest.shards
-        if shard["count"] > 0 and _shard_may_hold(shard, kept)
-    ]
     audio_dim = manifest.audio_dim
     text_dim = manifest.text_dim
     if seed is None:

@@ -575,3 +575,145 @@ def test_a_manifest_passed_down_is_not_read_again(pure_corpus, monkeypatch):
         )
     )
     assert sorted(held) == expected
+
+
+# --------------------------------------------------------------------------
+# Speed-perturbed copies (`augmented=True`).
+# --------------------------------------------------------------------------
+
+SPEEDS = [0.9, 1.1]
+
+
+def _write_group_pure(out_dir, items, extra):
+    """One shard per group of `items` (`(id, group, label, frames, augmentation)`),
+    with sidecars and a manifest with `extra`, as `smcn prepare` writes them."""
+    import json
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    shards = []
+    counts = {}
+    for position, group in enumerate(GROUPS):
+        members = sorted((item for item in items if item[1] == group), key=lambda i: i[0])
+        serialized = [
+            records.serialize_example(
+                name, "spk", group, label, np.full((frames, AUDIO_DIM), frames / 10.0),
+                np.ones((3, TEXT_DIM)), augmentation=augmentation,
+            )
+            for name, group, label, frames, augmentation in members
+        ]
+        name = records.shard_name(position, len(GROUPS))
+        records.write_shard(out_dir / name, serialized)
+        (out_dir / (name + ".json")).write_text(
+            json.dumps({"utterance_ids": [member[0] for member in members]})
+        )
+        shards.append({"file": name, "count": len(members), "groups": {group: len(members)}})
+        counts[group] = dict.fromkeys(CLASS_NAMES, 0)
+        for member in members:
+            counts[group][CLASS_NAMES[member[2]]] += 1
+    values = {
+        "format_version": 1, "corpus": "demo", "class_names": CLASS_NAMES,
+        "audio_dim": AUDIO_DIM, "text_dim": TEXT_DIM, "text_encoder": "fake", "pooling": 5,
+        "max_frames": 500, "max_tokens": 150, "shards": shards,
+        "num_examples": len(items), "groups": GROUPS, "counts": counts, **extra,
+    }
+    records.write_manifest(out_dir, values)
+
+
+@pytest.fixture(scope="module")
+def augmented_corpus(tmp_path_factory):
+    """12 originals per group, and their 0.9 and 1.1 copies in `augmented/`."""
+    out_dir = tmp_path_factory.mktemp("augmented_records")
+    rng = np.random.default_rng(2)
+    originals = [
+        (f"{group}_utt{row:03d}", group, int(rng.integers(4)), int(rng.integers(2, 20)), None)
+        for group in GROUPS
+        for row in range(12)
+    ]
+    copies = [
+        (records.speed_copy_id(name, factor), group, label, frames + 1, f"speed={factor}")
+        for factor in SPEEDS
+        for name, group, label, frames, _ in originals
+    ]
+    summary = {"dir": "augmented", "speed": SPEEDS, "num_examples": len(copies)}
+    _write_group_pure(out_dir, originals, {"augmentation": summary})
+    _write_group_pure(out_dir / "augmented", copies, {"augmentation": {"speed": SPEEDS}})
+    return out_dir
+
+
+def _originals_and_copies(groups):
+    names = [f"{group}_utt{row:03d}" for group in groups for row in range(12)]
+    return sorted(names + [f"{name}@speed{factor}" for name in names for factor in SPEEDS])
+
+
+def test_augmented_stream_adds_the_copies_of_the_selected_groups(augmented_corpus):
+    common = dict(include_metadata=True, batch_size=5)
+    for selection, groups in (
+        (dict(groups=["Session1", "Session3"]), ["Session1", "Session3"]),
+        (dict(exclude_groups=["Session1"]), ["Session2", "Session3"]),
+        (dict(), GROUPS),
+    ):
+        dataset = pipeline.make_dataset(augmented_corpus, augmented=True, **selection, **common)
+        ids = _ids(dataset)
+        assert sorted(ids) == _originals_and_copies(groups)
+        count = pipeline.count_examples(augmented_corpus, augmented=True, **selection)
+        assert count == len(ids) == 36 * len(groups)
+        assert int(dataset.cardinality()) == -(-count // 5)
+        # By default: the originals alone, never a copy.
+        plain = _ids(pipeline.make_dataset(augmented_corpus, **selection, **common))
+        assert sorted(plain) == [name for name in _originals_and_copies(groups) if "@" not in name]
+        assert pipeline.count_examples(augmented_corpus, **selection) == len(plain)
+
+
+def test_augmented_holdout_follows_the_originals(augmented_corpus):
+    groups = ["Session1", "Session2"]
+    held, _ = pipeline.held_out_ids(augmented_corpus, groups, 0.3, seed=4)
+    assert 0 < len(held) < 24
+    common = dict(groups=groups, include_metadata=True, batch_size=7, augmented=True,
+                  holdout_fraction=0.3, holdout_seed=4)
+    training = _ids(pipeline.make_dataset(augmented_corpus, **common))
+    assert sorted(training) == [
+        name for name in _originals_and_copies(groups) if name.split("@")[0] not in held
+    ]
+    validation = _ids(pipeline.make_dataset(augmented_corpus, holdout="only", **common))
+    assert sorted(validation) == held  # no copies on the held-out side
+
+
+@pytest.mark.parametrize("case", ["bucketed", "holdout-shard"])
+def test_augmented_stream_resumes_exactly(augmented_corpus, case):
+    extra = {
+        "bucketed": dict(bucket_window=3, exclude_groups=["Session2"]),
+        "holdout-shard": dict(holdout_fraction=0.25, holdout_seed=1, num_shards=2,
+                              shard_index=1, groups=["Session1", "Session3"]),
+    }[case]
+    kwargs = dict(batch_size=6, shuffle=True, repeat=True, seed=3, include_metadata=True,
+                  shuffle_buffer=20, augmented=True, **extra)
+    reference = _batches(pipeline.make_dataset(augmented_corpus, **kwargs), 30)
+    assert any("@" in name for batch in reference for name in batch["ids"])
+    for start in (1, 7, 19):
+        resumed = _batches(
+            pipeline.make_dataset(augmented_corpus, start_batch=start, **kwargs), 4
+        )
+        _assert_same_batches(resumed, reference[start:start + 4])
+
+
+def test_augmented_needs_copies_prepared_with_these_records(augmented_corpus, pure_corpus,
+                                                             tmp_path):
+    with pytest.raises(ValueError, match="features.speed_perturbation"):
+        pipeline.make_dataset(pure_corpus, augmented=True)
+    with pytest.raises(ValueError, match="features.speed_perturbation"):
+        pipeline.count_examples(pure_corpus, augmented=True)
+    # An `augmented/` the records' manifest does not list (left by an earlier run).
+    import shutil
+
+    stale = tmp_path / "stale"
+    shutil.copytree(augmented_corpus, stale)
+    values = records.read_manifest(stale).to_json()
+    del values["augmentation"]
+    records.write_manifest(stale, values)
+    with pytest.raises(ValueError, match="no augmented copies"):
+        pipeline.make_dataset(stale, augmented=True)
+    # Copies of other factors than the records list.
+    values["augmentation"] = {"dir": "augmented", "speed": [0.8]}
+    records.write_manifest(stale, values)
+    with pytest.raises(ValueError, match="differs in \\['augmentation'\\]"):
+        pipeline.make_dataset(stale, augmented=True)

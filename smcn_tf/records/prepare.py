@@ -64,11 +64,28 @@ shard is recomputed. So an interrupted run loses at most the shard it was
 working on, and a change of corpus or settings never reuses stale features.
 `manifest.json` is removed when a run starts and written only when it
 completes, so a directory with a manifest is always a complete one.
+
+Speed perturbation (`prepare_corpus(speed_perturbation=[0.9, 1.1])`,
+`features.speed_perturbation`): after `out_dir` is complete, every utterance
+prepared there is prepared again once per factor `f`, its waveform
+resampled to play `f` times faster (`smcn_tf.features.audio.speed_perturb`;
+0.9 gives a longer clip, cut at `max_frames` like any other), into
+`out_dir/augmented/`: a records directory of its own, in the same format,
+written and resumed the same way, with the same feature settings. A copy's id
+is `<id>@speed<f>` (label, speaker and group are the original's) and its
+record has the string feature `augmentation` (`"speed=0.9"`), which the
+records of `out_dir` never have: they are byte for byte what a run without
+speed perturbation writes. Then `augmentation` (the factors and the copies
+kept per factor) is added to `out_dir`'s report and manifest, the manifest
+last. Only `smcn_tf.records.pipeline.make_dataset(augmented=True)` reads the
+copies.
 """
 
+import dataclasses
 import hashlib
 import json
 import math
+import numbers
 import os
 import re
 import sys
@@ -84,6 +101,7 @@ from smcn_tf.features.audio import (
     MIN_SECONDS_DEFAULT,
     LogMelFeatures,
     extract_audio_features,
+    speed_perturb,
     too_short_reason,
 )
 from smcn_tf.features.text import TextEncoder
@@ -130,6 +148,9 @@ def _digest(settings, planned):
         # Only for segments, so shards of whole-file corpora keep their digests.
         if getattr(u, "is_segment", False):
             field.append([u.start_seconds, u.end_seconds])
+        # Only for augmented copies, so the originals' digests stay as they were.
+        if _speed_of(u) != 1.0:
+            field.append(["speed", _speed_of(u)])
         fields.append(field)
     text = json.dumps([settings, fields], sort_keys=True, ensure_ascii=True)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
@@ -212,6 +233,17 @@ def _cut_segment(waveform, path, sample_rate, start_seconds, end_seconds):
     return waveform[..., first:last]
 
 
+def _speed_of(utterance):
+    """An utterance's speed-perturbation factor (1.0: none)."""
+    return float(getattr(utterance, "speed", 1.0))
+
+
+def _augmentation_of(utterance):
+    """The `augmentation` feature of an utterance's record: None for an original."""
+    speed = _speed_of(utterance)
+    return None if speed == 1.0 else f"speed={speed:g}"
+
+
 def _read_one(read_audio, path, sample_rate, max_seconds, utterance=None, segments=None):
     """Reads one file with `read_audio`; returns `(waveform, truncated, source_seconds)`.
 
@@ -219,27 +251,48 @@ def _read_one(read_audio, path, sample_rate, max_seconds, utterance=None, segmen
     whether the reader cut the clip). An array longer than `max_seconds` is
     cut here. For an `utterance` that is a segment of its file, the whole file
     is read (through `segments`, a `_SegmentSource`, when given), the segment
-    cut out, and `max_seconds` applies to the segment.
+    cut out, and `max_seconds` applies to the segment. An utterance with a
+    `speed` other than 1 is speed-perturbed (`speed_perturb`) before the cut
+    at `max_seconds`, which then applies to the perturbed clip (the reader
+    is asked for `max_seconds * speed` seconds, what becomes `max_seconds`).
     """
+    speed = 1.0 if utterance is None else _speed_of(utterance)
+    read_limit = None if max_seconds is None else max_seconds * speed
+    waveform, truncated, source_seconds = _read_source(
+        read_audio, path, sample_rate, read_limit, utterance, segments
+    )
+    if speed != 1.0 and waveform.ndim == 1 and waveform.size:
+        waveform = speed_perturb(waveform, speed)
+    return _cut_at(waveform, sample_rate, max_seconds, truncated, source_seconds)
+
+
+def _read_source(read_audio, path, sample_rate, max_seconds, utterance, segments):
+    """The utterance's waveform as read (a segment cut out of its file), not
+    yet cut at `max_seconds`; returns `(waveform, truncated, source_seconds)`."""
     if utterance is not None and getattr(utterance, "is_segment", False):
         source = segments or _SegmentSource(read_audio)
         waveform = _cut_segment(
             source.waveform_of(path, sample_rate), path, sample_rate,
             utterance.start_seconds, utterance.end_seconds,
         )
-        truncated, source_seconds = False, None
+        return waveform, False, None
+    if max_seconds is None:
+        decoded = read_audio(path, sample_rate)
     else:
-        if max_seconds is None:
-            decoded = read_audio(path, sample_rate)
-        else:
-            decoded = read_audio(path, sample_rate, max_seconds=max_seconds)
-        if hasattr(decoded, "waveform"):
-            waveform = np.asarray(decoded.waveform)
-            truncated = bool(getattr(decoded, "truncated", False))
-            source_seconds = getattr(decoded, "source_seconds", None)
-        else:
-            waveform = np.asarray(decoded)
-            truncated, source_seconds = False, None
+        decoded = read_audio(path, sample_rate, max_seconds=max_seconds)
+    if hasattr(decoded, "waveform"):
+        return (
+            np.asarray(decoded.waveform),
+            bool(getattr(decoded, "truncated", False)),
+            getattr(decoded, "source_seconds", None),
+        )
+    return np.asarray(decoded), False, None
+
+
+def _cut_at(waveform, sample_rate, max_seconds, truncated, source_seconds):
+    """`waveform` cut at `max_seconds` (None: not cut); returns
+    `(waveform, truncated, source_seconds)`, `source_seconds` None unless
+    the clip was cut (here or by the reader)."""
     if max_seconds is not None and waveform.ndim == 1:
         limit = max(1, int(round(max_seconds * sample_rate)))
         if waveform.size > limit:
@@ -370,6 +423,7 @@ def _compute_shard(
             class_index[utterance.label],
             audio,
             text,
+            augmentation=_augmentation_of(utterance),
         )
         for utterance, audio, text in zip(kept, kept_audio, text_features)
     ]
@@ -495,6 +549,7 @@ def prepare_utterances(
     min_seconds=MIN_SECONDS_DEFAULT,
     listed_counts=None,
     strict=False,
+    manifest_extra=None,
 ):
     """Extracts features of utterances into sharded TFRecords, resumably.
 
@@ -544,6 +599,8 @@ def prepare_utterances(
             that cannot be read (or a segment past the end of its file)
             instead of skipping it; clips shorter than `min_seconds` are
             skipped either way.
+        manifest_extra: more JSON-able entries for the manifest (kept in
+            `Manifest.extra`), e.g. an augmented directory's `augmentation`.
 
     Returns:
         The report (also written to `out_dir/report.json`): `corpus`,
@@ -771,6 +828,7 @@ def prepare_utterances(
         counts=counts,
         # Not read by the pipeline: the shortest clip the examples were cut from.
         min_seconds=float(min_seconds),
+        extra=jsonable(manifest_extra or {}),
         source=os.path.join(out_dir, records.MANIFEST_FILENAME),
     )
     # Last: the manifest marks the directory as complete.
@@ -921,6 +979,140 @@ def format_skipped(report, limit=CONSOLE_SKIPPED_LINES, report_path=None, names=
     return "\n".join(lines)
 
 
+# --------------------------------------------------------------------------
+# Speed perturbation: the augmented directory `<out_dir>/augmented`.
+# --------------------------------------------------------------------------
+
+# The speed factors `check_speeds` takes (as `features.speed_perturbation`).
+SPEED_RANGE = (0.5, 2.0)
+
+
+def check_speeds(speeds):
+    """The speed-perturbation factors as a tuple of floats, in the order given.
+
+    Raises:
+        ValueError: a factor that is not a number in `SPEED_RANGE`, is 1, or
+            repeats another.
+
+    >>> check_speeds([0.9, 1.1])
+    (0.9, 1.1)
+    """
+    checked = []
+    for factor in speeds:
+        if (isinstance(factor, bool) or not isinstance(factor, numbers.Real)
+                or not SPEED_RANGE[0] <= factor <= SPEED_RANGE[1] or factor == 1):
+            raise ValueError(
+                f"speed perturbation factors must be numbers in [{SPEED_RANGE[0]}, "
+                f"{SPEED_RANGE[1]}] other than 1, got {factor!r}."
+            )
+        if f"{float(factor):g}" in {f"{known:g}" for known in checked}:
+            raise ValueError(f"speed perturbation factor {factor!r} is given twice.")
+        checked.append(float(factor))
+    return tuple(checked)
+
+
+def speed_copies(utterances, speeds):
+    """Each utterance once per factor `f`: id `<id>@speed<f>`, `speed=f`, else the same.
+
+    Ordered by factor, then as given; label, speaker and group are the original's.
+    """
+    return [
+        dataclasses.replace(
+            utterance, utterance_id=records.speed_copy_id(utterance.utterance_id, factor),
+            speed=factor,
+        )
+        for factor in speeds
+        for utterance in utterances
+    ]
+
+
+def prepare_speed_copies(utterances, out_dir, speeds, *, listed_counts=None, **settings):
+    """Prepares the speed-perturbed copies of utterances into `<out_dir>/augmented`.
+
+    The augmented directory is a complete records directory of its own
+    (shards, sidecars, `report.json`, `manifest.json` with `augmentation:
+    {"speed": [...]}`), written by `prepare_utterances` with the same
+    `settings` (so resumable the same way) from `speed_copies(utterances,
+    speeds)`; each record carries the feature `augmentation`
+    (`"speed=0.9"`). The records of `out_dir` itself are not touched.
+
+    Args:
+        utterances: the originals (those prepared into `out_dir`).
+        out_dir: the main records directory.
+        speeds: the factors (see `check_speeds`), at least one.
+        listed_counts: the corpus' `{group: n}` (see `plan_shards`); the
+            augmented plan lists `n * len(speeds)` per group.
+        **settings: the other arguments of `prepare_utterances`
+            (`class_names`, `corpus`, `audio_layer`, `text_encoder`, ...).
+
+    Returns:
+        `(report, summary)`: the augmented directory's report, and the
+        summary `smcn prepare` adds to the main report and manifest:
+        `{"dir": "augmented", "speed": [...], "num_examples": n, "by_speed":
+        {"0.9": n, ...}, "num_skipped": n}`.
+    """
+    speeds = check_speeds(speeds)
+    if not speeds:
+        raise ValueError("prepare_speed_copies needs at least one speed factor.")
+    copies = speed_copies(utterances, speeds)
+    listed = None
+    if listed_counts is not None:
+        listed = {group: count * len(speeds) for group, count in listed_counts.items()}
+    description = {"speed": list(speeds)}
+    report = prepare_utterances(
+        copies,
+        os.path.join(os.fspath(out_dir), records.AUGMENTED_DIRNAME),
+        listed_counts=listed,
+        manifest_extra={"augmentation": description},
+        report_extra={
+            "augmentation": {**description, "source_dir": os.path.abspath(os.fspath(out_dir))}
+        },
+        **settings,
+    )
+    return report, _augmentation_summary(copies, report, speeds)
+
+
+def _augmentation_summary(copies, report, speeds):
+    """How many copies per factor the augmented `report` kept."""
+    skipped = {item["utterance_id"] for item in report["skipped"]}
+    by_speed = {f"{factor:g}": 0 for factor in speeds}
+    for copy_ in copies:
+        if copy_.utterance_id not in skipped:
+            by_speed[f"{copy_.speed:g}"] += 1
+    return {
+        "dir": records.AUGMENTED_DIRNAME,
+        "speed": list(speeds),
+        "num_examples": report["num_examples"],
+        "by_speed": by_speed,
+        "num_skipped": len(skipped),
+    }
+
+
+def _record_augmentation(out_dir, report, summary):
+    """Adds the augmented directory's `summary` to the main report and
+    manifest (both rewritten atomically, the manifest last)."""
+    report["augmentation"] = summary
+    write_json_atomic(os.path.join(out_dir, REPORT_FILENAME), report)
+    manifest = records.read_manifest(out_dir)
+    extra = {**manifest.extra, "augmentation": summary}
+    records.write_manifest(out_dir, dataclasses.replace(manifest, extra=extra))
+
+
+def format_augmentation(report):
+    """The console line on a report's speed-perturbed copies; `""` without any.
+
+    >>> format_augmentation({"out_dir": "records/demo", "augmentation": {
+    ...     "dir": "augmented", "num_examples": 80, "by_speed": {"0.9": 40, "1.1": 40}}})
+    'Wrote 80 speed-perturbed copies to records/demo/augmented: 40 at speed 0.9, 40 at speed 1.1.'
+    """
+    summary = report.get("augmentation")
+    if not summary or "by_speed" not in summary:
+        return ""
+    parts = ", ".join(f"{count} at speed {speed}" for speed, count in summary["by_speed"].items())
+    where = os.path.join(report.get("out_dir", "."), summary["dir"])
+    return f"Wrote {summary['num_examples']} speed-perturbed copies to {where}: {parts}."
+
+
 def prepare_corpus(
     corpus,
     data_dir,
@@ -938,6 +1130,7 @@ def prepare_corpus(
     min_seconds=MIN_SECONDS_DEFAULT,
     corpus_options=None,
     sample_rate=16000,
+    speed_perturbation=(),
 ):
     """Parses a corpus and prepares its features as sharded TFRecords.
 
@@ -977,6 +1170,11 @@ def prepare_corpus(
         sample_rate: the rate, in Hz, audio is read (and resampled) at and
             the log-Mel frames are computed for (`features.sample_rate`;
             default 16000, IEMOCAP's own rate).
+        speed_perturbation: speed factors (`features.speed_perturbation`,
+            e.g. `[0.9, 1.1]`); when given, every prepared utterance is also
+            prepared once per factor, speed-perturbed, into
+            `<out_dir>/augmented` (see `prepare_speed_copies`), after
+            `out_dir` itself, whose records stay as they are without it.
 
     Returns:
         The report of `prepare_utterances`, plus `data_dir`, `parser` (for
@@ -986,7 +1184,9 @@ def prepare_corpus(
         `rows`, `classes`, `label_map`, `dropped_labels`, `kept_labels`,
         `skipped`, `counts`) and `counts_check` (`reference`, `headline`,
         `rows` of parsed and expected counts, `warnings`; see
-        `format_counts_table`).
+        `format_counts_table`), and with `speed_perturbation`
+        `augmentation` (the summary of `prepare_speed_copies`; also in the
+        manifest).
 
     Raises:
         ValueError: an unknown corpus (the message lists the known ones), an
@@ -1000,6 +1200,7 @@ def prepare_corpus(
     ...                pooling=4, max_frames=500, max_tokens=100)  # doctest: +SKIP
     """
     adapter = registry.get_corpus(corpus)
+    speeds = check_speeds(speed_perturbation or ())
     if max_seconds is None:
         max_seconds = adapter.defaults.max_seconds
     # Parse first: corpus errors surface before the slow model loads.
@@ -1012,9 +1213,7 @@ def prepare_corpus(
     audio_layer = LogMelFeatures(sample_rate=sample_rate, pooling=pooling, max_frames=max_frames)
     if text_encoder is None:
         text_encoder = TextEncoder(text_encoder_dir, max_tokens=max_tokens)
-    return prepare_utterances(
-        loaded.utterances,
-        out_dir,
+    settings = dict(
         class_names=loaded.class_names,
         corpus=corpus,
         audio_layer=audio_layer,
@@ -1024,12 +1223,25 @@ def prepare_corpus(
         progress=progress,
         max_seconds=max_seconds,
         min_seconds=min_seconds,
+        strict=strict,
+    )
+    report = prepare_utterances(
+        loaded.utterances,
+        out_dir,
         listed_counts=loaded.listed_counts,
         dropped_by_parser=loaded.dropped,
-        strict=strict,
         report_extra={
             "data_dir": os.path.abspath(os.fspath(data_dir)),
             "parser": loaded.parser_report,
             "counts_check": counts_check,
         },
+        **settings,
     )
+    if speeds:
+        skipped = {item["utterance_id"] for item in report["skipped"]}
+        prepared = [u for u in loaded.utterances if u.utterance_id not in skipped]
+        _, summary = prepare_speed_copies(
+            prepared, out_dir, speeds, listed_counts=loaded.listed_counts, **settings
+        )
+        _record_augmentation(os.fspath(out_dir), report, summary)
+    return report

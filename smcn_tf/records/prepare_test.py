@@ -786,3 +786,136 @@ def test_cli_prepare_lists_skips(tmp_path, monkeypatch, capsys):
     out = capsys.readouterr().out
     assert f"Skipped 12 of 40 utterances (report: {report_path})." in out
     assert "  Ses0" not in out and "... and" not in out
+
+
+# --------------------------------------------------------------------------
+# Speed perturbation: the augmented directory.
+# --------------------------------------------------------------------------
+
+
+def _records_of(out_dir):
+    """Every record of a records directory, parsed, by utterance id."""
+    items = {}
+    for shard in records.read_manifest(out_dir).shards:
+        for serialized in tf.data.TFRecordDataset(os.path.join(str(out_dir), shard["file"])):
+            item = records.parse_example(serialized)
+            items[item["utterance_id"].numpy().decode()] = item
+    return items
+
+
+def test_speed_copies_are_prepared_into_augmented(tmp_path, utterances, audio_layer):
+    out_dir = tmp_path / "records"
+    _prepare(utterances, out_dir, audio_layer)
+    before = _shard_bytes(out_dir)
+    settings = dict(
+        class_names=CLASS_NAMES, corpus="demo", audio_layer=audio_layer,
+        text_encoder=FakeTextEncoder(), shard_size=3, progress=False,
+        read_audio=audio.read_waveform,
+    )
+    report, summary = prepare.prepare_speed_copies(utterances, out_dir, [0.9, 1.1], **settings)
+
+    augmented_dir = out_dir / records.AUGMENTED_DIRNAME
+    assert _shard_bytes(out_dir) == before  # the originals are not touched
+    assert summary == {"dir": "augmented", "speed": [0.9, 1.1], "num_examples": 14,
+                       "by_speed": {"0.9": 7, "1.1": 7}, "num_skipped": 0}
+    manifest = records.read_manifest(augmented_dir)
+    assert manifest.num_examples == report["num_examples"] == 14
+    assert manifest.extra["augmentation"] == {"speed": [0.9, 1.1]}
+    assert report["augmentation"]["speed"] == [0.9, 1.1]
+    originals = _records_of(out_dir)
+    copies = _records_of(augmented_dir)
+    assert sorted(copies) == sorted(
+        f"{u.utterance_id}@speed{f}" for u in utterances for f in ("0.9", "1.1")
+    )
+    assert {item["augmentation"].numpy() for item in originals.values()} == {b""}
+    for copy_id, item in copies.items():
+        base, factor = copy_id.split("@speed")
+        original = originals[base]
+        assert item["augmentation"].numpy().decode() == f"speed={factor}"
+        for key in ("label", "group", "speaker"):
+            assert item[key].numpy() == original[key].numpy()
+        np.testing.assert_array_equal(item["text_features"], original["text_features"])
+        # A 0.9 copy lasts 1 / 0.9 as long: ~1.11 times the frames (pooled by 5).
+        ratio = int(item["audio_length"]) / int(original["audio_length"])
+        assert ratio == pytest.approx(1 / float(factor), abs=0.12)
+    assert int(copies["Ses01F_impro01_F006@speed0.9"]["audio_length"]) > int(
+        originals["Ses01F_impro01_F006"]["audio_length"]
+    ) > int(copies["Ses01F_impro01_F006@speed1.1"]["audio_length"])
+
+    # Resumable like any records directory.
+    again, _ = prepare.prepare_speed_copies(utterances, out_dir, [0.9, 1.1], **settings)
+    assert again["shards"]["computed"] == 0 and again["shards"]["reused"] > 0
+    with pytest.raises(ValueError, match="other than 1"):
+        prepare.prepare_speed_copies(utterances, out_dir, [1.0], **settings)
+    with pytest.raises(ValueError, match="twice"):
+        prepare.check_speeds([0.9, 0.90])
+
+
+def test_speed_copies_are_cut_at_max_frames_and_max_seconds(tmp_path, utterances):
+    asked = set()
+
+    def reader(path, sample_rate, max_seconds=None):
+        asked.add(max_seconds)
+        return audio.read_waveform(path, sample_rate)  # Ignores the limit: prepare cuts.
+
+    # 0.6 s give 58 frames, 12 pooled: more than 10, cut like any other clip.
+    layer = audio.LogMelFeatures(pooling=5, max_frames=10)
+    out_dir = tmp_path / "records"
+    settings = dict(
+        class_names=CLASS_NAMES, corpus="demo", audio_layer=layer,
+        text_encoder=FakeTextEncoder(), shard_size=3, progress=False,
+        read_audio=reader, max_seconds=0.6,
+    )
+    _, summary = prepare.prepare_speed_copies(utterances, out_dir, [0.5], **settings)
+    assert asked == {0.3}  # the source seconds that become 0.6 s at half speed
+    copies = _records_of(out_dir / records.AUGMENTED_DIRNAME)
+    assert summary["by_speed"] == {"0.5": 7}
+    # 0.2 s .. 0.8 s become 0.4 s .. 1.6 s, cut at 0.6 s.
+    lengths = {name: int(item["audio_length"]) for name, item in copies.items()}
+    assert max(lengths.values()) == 10
+    assert lengths["Ses01F_impro01_F000@speed0.5"] < lengths["Ses01F_impro01_F002@speed0.5"]
+    assert lengths["Ses01F_impro01_F002@speed0.5"] == lengths["Ses02F_impro01_F005@speed0.5"]
+    report = json.loads((out_dir / records.AUGMENTED_DIRNAME / "report.json").read_text())
+    assert {item["kept_seconds"] for item in report["truncated"]} == {0.6}
+    assert len(report["truncated"]) == 5  # not the 0.2 s, 0.3 s clips (0.4 s, 0.6 s)
+
+
+def test_prepare_with_speed_perturbation_keeps_the_main_records(tmp_path, monkeypatch, capsys):
+    from smcn_tf import cli
+    from smcn_tf.corpora import demo
+
+    monkeypatch.setattr(prepare, "TextEncoder", lambda *args, **kwargs: FakeTextEncoder())
+    root = demo.write_demo_corpus(tmp_path / "demo", seed=0, utterances_per_speaker=4)
+    plain, augmented = tmp_path / "plain", tmp_path / "augmented_run"
+    common = ["prepare", "demo", "--data-dir", str(root), "--quiet",
+              "--set", "features.shard_size=16", "--set", "features.max_frames=60"]
+    assert cli.main(common + ["--out", str(plain)]) == 0
+    assert "speed-perturbed" not in capsys.readouterr().out
+    assert cli.main(common + ["--out", str(augmented),
+                              "--set", "features.speed_perturbation=[0.9, 1.1]"]) == 0
+    out = capsys.readouterr().out
+    copies_dir = os.path.join(str(augmented), "augmented")
+    assert (f"Wrote 80 speed-perturbed copies to {copies_dir}: 40 at speed 0.9, "
+            "40 at speed 1.1.") in out
+
+    # The main records are byte for byte those of a run without speed perturbation.
+    assert _shard_bytes(augmented) == _shard_bytes(plain)
+    main = records.read_manifest(augmented)
+    assert main.extra["augmentation"]["speed"] == [0.9, 1.1]
+    assert main.shards == records.read_manifest(plain).shards
+    report = json.loads((augmented / "report.json").read_text())
+    assert report["augmentation"]["by_speed"] == {"0.9": 40, "1.1": 40}
+    copies = records.read_manifest(augmented / "augmented")
+    assert copies.num_examples == 80 and copies.groups == main.groups
+    assert copies.counts == {
+        group: {label: 2 * count for label, count in by_label.items()}
+        for group, by_label in main.counts.items()
+    }
+    assert pipeline.count_examples(augmented, augmented=True) == 120
+    assert pipeline.count_examples(augmented, groups=["Session2"], augmented=True) == 24
+
+    # Again without speed perturbation: the main records say no copies exist.
+    assert cli.main(common + ["--out", str(augmented)]) == 0
+    assert "augmentation" not in records.read_manifest(augmented).extra
+    with pytest.raises(ValueError, match="speed_perturbation"):
+        pipeline.count_examples(augmented, augmented=True)
