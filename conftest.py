@@ -45,6 +45,26 @@ def demo_features(demo_corpus, tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def demo_features_augmented(demo_corpus, demo_features, tmp_path_factory):
+    """`demo_features` plus speed-perturbed copies (0.9x, 1.1x) in `augmented/`.
+
+    A copy of the prepared records, prepared again with speed perturbation:
+    the main shards are reused as they are, only the copies are computed.
+    """
+    import shutil
+
+    from smcn_tf.records.prepare import prepare_corpus
+
+    out = str(tmp_path_factory.mktemp("demo") / "features-augmented")
+    shutil.copytree(demo_features, out)
+    prepare_corpus(
+        "demo", demo_corpus, out, pooling=5, max_frames=500, max_tokens=150,
+        shard_size=64, progress=False, speed_perturbation=(0.9, 1.1),
+    )
+    return out
+
+
+@pytest.fixture(scope="session")
 def doctest_text_encoder():
     """The `encoder` of the `TextEncoder` method examples (loaded once)."""
     from smcn_tf.features.text import TextEncoder

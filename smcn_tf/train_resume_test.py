@@ -33,6 +33,16 @@ if kind == "mirrored":
 if kind == "best":  # a validation fraction and the best epoch: chosen alike
     overrides += ["evaluation.validation=fraction", "evaluation.validation_fraction=0.3",
                   "training.select=best"]
+if kind == "recipe":  # every lever of configs/small_corpus.yaml on
+    overrides += [
+        "features.speed_perturbation=[0.9, 1.1]", "model.audio_normalization=global",
+        "model.pooling=statistics", "model.recurrent_dropout=0.2", "model.time_masks=2",
+        "model.time_mask_frames=3", "model.frequency_masks=2", "model.frequency_mask_bands=3",
+        "training.optimizer=adamw", "training.weight_decay=0.01", "training.schedule=cosine",
+        "training.learning_rate=1e-2", "training.warmup_steps=2",
+        "training.final_learning_rate=1e-4", "training.label_smoothing=0.1",
+        "training.ema_momentum=0.9",
+    ]
 import keras
 from smcn_tf.config import load_config
 from smcn_tf.train import run_experiment
@@ -106,8 +116,12 @@ def _model_state(path):
     )
 
 
-@pytest.mark.parametrize("kind", ["default", "mirrored", "best"])
-def test_a_killed_and_resumed_fold_equals_an_uninterrupted_one(demo_features, tmp_path, kind):
+@pytest.mark.parametrize("kind", ["default", "mirrored", "best", "recipe"])
+def test_a_killed_and_resumed_fold_equals_an_uninterrupted_one(request, tmp_path, kind):
+    # The recipe also reads the speed-perturbed copies of the training groups.
+    demo_features = request.getfixturevalue(
+        "demo_features_augmented" if kind == "recipe" else "demo_features"
+    )
     straight_dir = str(tmp_path / "straight")
     resumed_dir = str(tmp_path / "resumed")
     # The uninterrupted run and the run to kill, side by side.
