@@ -36,6 +36,9 @@ setuptools.setup(
     ],
     extras_require={
         "dev": ["pytest>=8,<10"],
+        # scripts/benchmark_real_speech.py: openSMILE functionals (eGeMAPS, ComParE)
+        # for its reference rows. Not a runtime dependency; ships its own binary.
+        "bench": ["opensmile>=2.5,<3"],
     },
     entry_points={"console_scripts": ["smcn=smcn_tf.cli:main"]},
 )
