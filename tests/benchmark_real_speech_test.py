@@ -142,7 +142,7 @@ def test_quick_resolves_to_the_documented_settings(bench):
 def test_default_settings(bench):
     settings = bench.resolve_settings(bench.build_parser().parse_args(["corpus"]))
     assert settings["seeds"] == 3 and settings["classes"] == ["4", "7"]
-    assert settings["systems"] == ["paper-audio", "paper-smcn", "recipe-audio", "recipe-smcn"]
+    assert settings["systems"] == ["paper-audio", "recipe-audio"]
     assert settings["steps"] is None
     assert settings["references"] == [
         "compare-lr", "compare-svm", "egemaps-lr", "egemaps-svm", "logmel-lr"]
