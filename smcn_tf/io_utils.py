@@ -8,6 +8,20 @@ import tempfile
 import numpy as np
 
 
+def _current_umask():
+    """The process's umask, read without changing it where Linux tells it."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as stream:
+            for line in stream:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o022)  # elsewhere, reading it means setting it for a moment
+    os.umask(mask)
+    return mask
+
+
 def write_json_atomic(path, value):
     """Write `value` as JSON to `path` so that readers never see a partial file.
 
@@ -22,6 +36,10 @@ def write_json_atomic(path, value):
         dir=directory, prefix=os.path.basename(path) + ".tmp-"
     )
     try:
+        # mkstemp makes 0600 files; give the JSON the mode any other output
+        # gets (0644 under umask 022), so a reader that may read the shards or
+        # the model (TF Serving on a shared volume) may read these too.
+        os.chmod(temporary, 0o666 & ~_current_umask())
         with os.fdopen(handle, "w", encoding="utf-8") as stream:
             json.dump(value, stream, indent=2, sort_keys=False)
             stream.write("\n")
