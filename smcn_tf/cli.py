@@ -177,6 +177,7 @@ def command_prepare(args):
         corpus_options=options,
         sample_rate=features.sample_rate,
         speed_perturbation=features.speed_perturbation,
+        mel_bands=features.mel_bands,
     )
     print(format_counts_table(report))
     _print_text_encoder(report.get("features", {}), args.out, "prepare")

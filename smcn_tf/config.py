@@ -34,6 +34,9 @@ class FeaturesConfig:
 
     corpus: str = "iemocap"
     sample_rate: int = 16000
+    # Log-Mel bands per frame (26, the paper's 78-d frames: bands + deltas +
+    # delta-deltas); more bands resolve more of the spectrum (pitch harmonics).
+    mel_bands: int = 26
     pooling: int = 5
     max_frames: int = 500
     max_tokens: int = 150
@@ -281,6 +284,7 @@ def validate_config(config, source="<config>"):
 
     checks = [
         ("features.pooling", config.features.pooling >= 1),
+        ("features.mel_bands", 1 <= config.features.mel_bands <= 128),
         ("features.max_frames", config.features.max_frames >= 1),
         ("features.max_tokens", config.features.max_tokens >= 3),
         ("features.shard_size", config.features.shard_size >= 1),

@@ -184,10 +184,18 @@ def build_serving_copy(model, settings, min_audio_seconds=DEFAULT_MIN_AUDIO_SECO
         `(module, tokenizer)`: the `SMCNServingModule` and the text encoder's
         tokenizer (`None` without text).
     """
+    # A frame is 3 x the bands (log-Mel, delta, delta-delta): the model's
+    # audio_dim says how many bands it was trained on.
+    if model.audio_dim % 3:
+        raise ValueError(
+            f"The model expects audio_dim={model.audio_dim}, which is not 3 x a number "
+            "of log-Mel bands: it was not trained on the log-Mel front end."
+        )
     audio_layer = LogMelFeatures(
         sample_rate=settings.sample_rate,
         pooling=settings.pooling,
         max_frames=settings.max_frames,
+        num_mel_bins=model.audio_dim // 3,
     )
     if 3 * audio_layer.num_mel_bins != model.audio_dim:
         raise ValueError(

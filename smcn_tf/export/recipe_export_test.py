@@ -73,3 +73,32 @@ def test_a_recipe_model_exports_without_training_only_layers_and_answers_alike(t
     }))
     expected["text_attention"] = np.zeros([2, 4], "float32")
     assert_answers_match(answer, expected, 1e-4)
+
+
+def test_an_export_rebuilds_the_front_end_with_the_models_mel_bands(tmp_path):
+    keras.utils.set_random_seed(6)
+    wide = dict(TINY, audio_dim=3 * 40)
+    model = build_smcn("audio", class_names=CLASS_NAMES, **wide)
+    export_dir = export_model(
+        model, str(tmp_path), "smcn",
+        feature_settings=feature_settings(
+            "not-needed-for-audio", max_tokens=None, audio_dim=3 * 40),
+    )
+    loaded = tf.saved_model.load(export_dir)
+    waveform, waveform_length = pad(waveforms())
+    answer = loaded.signatures["serving_default"](**_as_tensors({
+        "waveform": waveform,
+        "waveform_length": waveform_length,
+        "input_ids": np.array([[101, 102], [101, 102]], "int32"),
+        "attention_mask": np.array([[1, 1], [1, 1]], "int32"),
+    }))
+    layer = LogMelFeatures(pooling=5, max_frames=500, num_mel_bins=40)
+    audio_features, audio_length = pad(extract_audio_features(waveforms(), layer))
+    expected = dict(model({
+        "audio_features": audio_features,
+        "audio_length": audio_length,
+        "text_features": np.zeros([2, 2, 384], "float32"),
+        "text_length": np.array([2, 2], "int32"),
+    }))
+    expected["text_attention"] = np.zeros([2, 2], "float32")
+    assert_answers_match(answer, expected, 1e-4)

@@ -1131,6 +1131,7 @@ def prepare_corpus(
     corpus_options=None,
     sample_rate=16000,
     speed_perturbation=(),
+    mel_bands=26,
 ):
     """Parses a corpus and prepares its features as sharded TFRecords.
 
@@ -1175,6 +1176,9 @@ def prepare_corpus(
             prepared once per factor, speed-perturbed, into
             `<out_dir>/augmented` (see `prepare_speed_copies`), after
             `out_dir` itself, whose records stay as they are without it.
+        mel_bands: log-Mel bands per frame (`features.mel_bands`; 26 gives
+            the paper's 78-d frames). The export reads the count back from
+            the model's `audio_dim`.
 
     Returns:
         The report of `prepare_utterances`, plus `data_dir`, `parser` (for
@@ -1210,7 +1214,9 @@ def prepare_corpus(
         _warn_loudly(corpus, data_dir, counts_check, sys.stderr)
     if not loaded.utterances:
         raise ValueError(f"No usable utterances found in {data_dir} (corpus {corpus!r}).")
-    audio_layer = LogMelFeatures(sample_rate=sample_rate, pooling=pooling, max_frames=max_frames)
+    audio_layer = LogMelFeatures(
+        sample_rate=sample_rate, pooling=pooling, max_frames=max_frames, num_mel_bins=mel_bands
+    )
     if text_encoder is None:
         text_encoder = TextEncoder(text_encoder_dir, max_tokens=max_tokens)
     settings = dict(

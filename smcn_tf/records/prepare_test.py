@@ -919,3 +919,14 @@ def test_prepare_with_speed_perturbation_keeps_the_main_records(tmp_path, monkey
     assert "augmentation" not in records.read_manifest(augmented).extra
     with pytest.raises(ValueError, match="speed_perturbation"):
         pipeline.count_examples(augmented, augmented=True)
+
+
+def test_mel_bands_widen_the_frames_and_enter_the_manifest(tmp_path):
+    from smcn_tf.corpora import demo
+    from smcn_tf.records.format import read_manifest
+
+    root = demo.write_demo_corpus(tmp_path / "demo", seed=0, utterances_per_speaker=4)
+    _prepare_corpus("demo", root, tmp_path / "records", mel_bands=40)
+    manifest = read_manifest(str(tmp_path / "records"))
+    assert manifest.audio_dim == 120  # 40 bands + deltas + delta-deltas
+    assert manifest.features.audio_dim == 120
