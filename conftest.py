@@ -65,6 +65,92 @@ def demo_features_augmented(demo_corpus, demo_features, tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def demo_tiny_run(demo_features, tmp_path_factory):
+    """`smcn train` on the demo features at tiny sizes, fold Session2 only, run once.
+
+    4 steps in 2 epochs of 2, 4 units: wiring, not accuracy. The tests of what
+    `smcn train` writes and prints read it (cli_test, train_test); none may
+    change it (copy it first). Returns (run directory, what `smcn train`
+    printed on stdout).
+    """
+    import contextlib
+    import io
+
+    from smcn_tf.cli import main
+
+    run_dir = str(tmp_path_factory.mktemp("demo_tiny_run") / "run")
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        code = main([
+            "train", "--data", demo_features, "--run-dir", run_dir, "--fold", "Session2",
+            "--verbose", "0", "--config", str(REPOSITORY / "configs" / "demo.yaml"),
+            "--set", "training.steps=4", "--set", "training.steps_per_epoch=2",
+            "--set", "model.hidden_units=4", "--set", "model.head_units=4",
+        ])
+    assert code == 0, printed.getvalue()[-3000:]
+    return run_dir, printed.getvalue()
+
+
+# Tests that only wait on child processes (see tests/background.py): their
+# children start with the session and run beside the in-process tests, and
+# their modules run last, when the children are done or nearly.
+
+
+def _uses_early_jobs(item):
+    return "early" in getattr(item, "fixturenames", ())
+
+
+def pytest_collection_modifyitems(session, config, items):
+    """Modules with tests on early jobs go last, each in its own order."""
+    late = {item.getparent(pytest.Module) for item in items if _uses_early_jobs(item)}
+    items[:] = sorted(items, key=lambda item: item.getparent(pytest.Module) in late)
+
+
+_EARLY_JOBS = []  # the session's EarlyJobs, for the terminal summary
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _early_jobs(request):
+    """Starts the child-process jobs of the selected tests' modules (`early_jobs`)."""
+    from tests.background import EarlyJobs
+
+    jobs = EarlyJobs()
+    _EARLY_JOBS.append(jobs)
+    by_module = {}
+    for item in request.session.items:
+        if _uses_early_jobs(item):
+            by_module.setdefault(item.getparent(pytest.Module), []).append(item)
+    try:
+        for module, items in by_module.items():
+            module.obj.early_jobs(jobs, request, items)
+        yield jobs
+    finally:
+        jobs.close()
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    """With --durations: when each early job ran (seconds after the session's first test)."""
+    if config.getoption("durations", None) is None or not _EARLY_JOBS:
+        return
+    timings = _EARLY_JOBS[0].timings
+    if timings:
+        terminalreporter.write_sep("=", "early jobs (child processes beside the tests)")
+        for key, (start, end) in sorted(timings.items(), key=lambda entry: entry[1][0]):
+            ran = f"{end - start:7.1f}s" if end is not None else "unfinished"
+            terminalreporter.write_line(f"{ran}  {key}  (from {start:.0f}s)")
+        if _EARLY_JOBS[0].first_wait is not None:
+            terminalreporter.write_line(
+                f"(the tests first waited for a job at {_EARLY_JOBS[0].first_wait:.0f}s)"
+            )
+
+
+@pytest.fixture(scope="session")
+def early(_early_jobs):
+    """`early(key)`: the value of the early job `key` (see tests/background.py)."""
+    return _early_jobs.result
+
+
+@pytest.fixture(scope="session")
 def doctest_text_encoder():
     """The `encoder` of the `TextEncoder` method examples (loaded once)."""
     from smcn_tf.features.text import TextEncoder

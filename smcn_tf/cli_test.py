@@ -26,22 +26,22 @@ def test_every_subcommand_has_help(command):
     assert "usage: smcn " + command in completed.stdout
 
 
-def test_train_evaluate_export_from_the_command_line(demo_features, tmp_path, capsys):
-    run_dir = str(tmp_path / "run")
-    assert main(["train", "--data", demo_features, "--run-dir", run_dir,
-                 "--fold", "Session1", "--verbose", "0", *TINY]) == 0
-    printed = capsys.readouterr().out
-    assert "Session1" in printed and "mean" in printed and "tensorboard --logdir" in printed
+def test_train_evaluate_export_from_the_command_line(demo_features, demo_tiny_run, tmp_path,
+                                                     capsys):
+    # `smcn train --fold Session2` at tiny settings, run once for the session
+    # (conftest.py; train_test reads the same run): it exited 0.
+    run_dir, printed = demo_tiny_run
+    assert "Session2" in printed and "mean" in printed and "tensorboard --logdir" in printed
 
     assert main(["evaluate", "--data", demo_features, "--run-dir", run_dir]) == 0
     evaluated = capsys.readouterr().out
-    assert "Session1" in evaluated
+    assert "Session2" in evaluated
     # One scoring path (evaluate.score_fold): evaluate re-scores the fold as train did.
-    fold_row = [line for line in printed.splitlines() if line.startswith("Session1 ")]
+    fold_row = [line for line in printed.splitlines() if line.startswith("Session2 ")]
     assert fold_row and fold_row[0] in evaluated.splitlines()
 
     export_base = str(tmp_path / "export")
-    model = os.path.join(run_dir, "Session1", "model.keras")
+    model = os.path.join(run_dir, "Session2", "model.keras")
     # A fresh process, as `make demo` runs it: nothing of ours is imported beforehand,
     # and no TF_CPP_MIN_LOG_LEVEL from the test session's conftest.
     environment = {

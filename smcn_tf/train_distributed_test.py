@@ -80,7 +80,7 @@ def _free_ports(count):
     return ports
 
 
-def _run_workers(features, run_dirs, dumps, kill_after=0):
+def _run_workers(jobs, features, run_dirs, dumps, kill_after=0):
     """Run two workers to the end; returns their outputs (asserting their exit codes)."""
     cluster = {"worker": [f"127.0.0.1:{port}" for port in _free_ports(2)]}
     processes = []
@@ -88,7 +88,7 @@ def _run_workers(features, run_dirs, dumps, kill_after=0):
         env = dict(os.environ, TF_CONFIG=tf_config(cluster, "worker", index))
         env["CUDA_VISIBLE_DEVICES"] = ""
         processes.append(
-            subprocess.Popen(
+            jobs.popen(
                 [sys.executable, "-c", WORKER, features, run_dirs[index], dumps[index],
                  str(kill_after), *OVERRIDES],
                 cwd=ROOT,
@@ -112,15 +112,74 @@ def _run_workers(features, run_dirs, dumps, kill_after=0):
     return outputs
 
 
-@pytest.fixture(scope="module")
-def two_worker_run(demo_features, tmp_path_factory):
-    """One uninterrupted two-worker run: (chief's run dir, other's run dir, dumps)."""
-    tmp_path = tmp_path_factory.mktemp("two-workers")
+def _two_worker_run(jobs, features, directory):
+    """One uninterrupted two-worker run: (chief's run dir, other's run dir, dumps, outputs)."""
     # The chief's run directory, and one the other worker is pointed at that
     # must never come into being: it writes nothing at all.
-    run_dirs = [str(tmp_path / "run"), str(tmp_path / "worker1-run")]
-    dumps = [str(tmp_path / f"worker{index}.npz") for index in range(2)]
-    outputs = _run_workers(demo_features, run_dirs, dumps)
+    run_dirs = [str(directory / "run"), str(directory / "worker1-run")]
+    dumps = [str(directory / f"worker{index}.npz") for index in range(2)]
+    return run_dirs, dumps, _run_workers(jobs, features, run_dirs, dumps)
+
+
+def _killed_workers(jobs, features, directory):
+    """Two workers killed after epoch 1, then run again: (run dirs, dumps, backup state)."""
+    # Resuming needs the chief's backup: both workers share the run directory.
+    run_dirs = [str(directory / "run")] * 2
+    dumps = [str(directory / f"worker{index}.npz") for index in range(2)]
+    _run_workers(jobs, features, run_dirs, dumps, kill_after=1)
+    state = json.load(open(os.path.join(run_dirs[0], "Session2", "backup", "state.json")))
+    _run_workers(jobs, features, run_dirs, dumps)
+    return run_dirs, dumps, state
+
+
+def _replicas(jobs, features, directory):
+    """The REPLICAS script's process, run to the end."""
+    overrides = [
+        "training.steps=1",  # the logs of one step: the loss at the initial weights
+        "training.batch_size=8",
+        "training.length_bucketing=false",
+        "model.hidden_units=4",
+        "model.head_units=4",
+        "model.dropout=0.0",
+        "evaluation.folds=[Session2]",
+        "evaluation.final_model=false",
+    ]
+    return jobs.run(
+        [sys.executable, "-c", REPLICAS, features, str(directory), *overrides],
+        cwd=ROOT,
+        env=dict(os.environ, CUDA_VISIBLE_DEVICES=""),
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT_S,
+    )
+
+
+_JOBS = {
+    "test_two_workers_train_alike_and_only_the_chief_writes": ["two-workers"],
+    "test_killed_workers_resume_from_the_chiefs_backup": ["two-workers", "killed-workers"],
+    "test_two_replicas_see_the_global_batch_as_one_device_does": ["replicas"],
+}
+_FUNCTIONS = {"two-workers": _two_worker_run, "killed-workers": _killed_workers,
+              "replicas": _replicas}
+
+
+def early_jobs(jobs, request, items):
+    """The child processes of the selected tests, as jobs started with the session."""
+    features = request.getfixturevalue("demo_features")
+    factory = request.getfixturevalue("tmp_path_factory")
+    wanted = {key for item in items for key in _JOBS[item.name]}
+    for key in ("two-workers", "killed-workers", "replicas"):
+        if key in wanted:
+            jobs.submit(
+                f"distributed-{key}", _FUNCTIONS[key], jobs, features, factory.mktemp(key),
+                width=1 if key == "replicas" else 2,  # two workers side by side
+            )
+
+
+@pytest.fixture(scope="module")
+def two_worker_run(early):
+    """One uninterrupted two-worker run: (chief's run dir, other's run dir, dumps)."""
+    run_dirs, dumps, outputs = early("distributed-two-workers")
     assert "SUMMARY True" in outputs[0] and "SUMMARY False" in outputs[1]
     return run_dirs, dumps
 
@@ -161,15 +220,10 @@ def test_two_workers_train_alike_and_only_the_chief_writes(two_worker_run):
         assert np.array_equal(np.asarray(variable), chief[name])
 
 
-def test_killed_workers_resume_from_the_chiefs_backup(demo_features, two_worker_run, tmp_path):
+def test_killed_workers_resume_from_the_chiefs_backup(early, two_worker_run):
     straight_dirs, straight_dumps = two_worker_run
-    # Resuming needs the chief's backup: both workers share the run directory.
-    run_dirs = [str(tmp_path / "run")] * 2
-    dumps = [str(tmp_path / f"worker{index}.npz") for index in range(2)]
-    _run_workers(demo_features, run_dirs, dumps, kill_after=1)
-    state = json.load(open(os.path.join(run_dirs[0], "Session2", "backup", "state.json")))
+    run_dirs, dumps, state = early("distributed-killed-workers")
     assert state["epoch"] == 1
-    _run_workers(demo_features, run_dirs, dumps)
 
     timing = json.load(open(os.path.join(run_dirs[0], "Session2", "timing.json")))
     assert timing["resumed_at_epoch"] == 1
@@ -210,25 +264,8 @@ print("LOGS", json.dumps(logs))
 """
 
 
-def test_two_replicas_see_the_global_batch_as_one_device_does(demo_features, tmp_path):
-    overrides = [
-        "training.steps=1",  # the logs of one step: the loss at the initial weights
-        "training.batch_size=8",
-        "training.length_bucketing=false",
-        "model.hidden_units=4",
-        "model.head_units=4",
-        "model.dropout=0.0",
-        "evaluation.folds=[Session2]",
-        "evaluation.final_model=false",
-    ]
-    process = subprocess.run(
-        [sys.executable, "-c", REPLICAS, demo_features, str(tmp_path), *overrides],
-        cwd=ROOT,
-        env=dict(os.environ, CUDA_VISIBLE_DEVICES=""),
-        capture_output=True,
-        text=True,
-        timeout=TIMEOUT_S,
-    )
+def test_two_replicas_see_the_global_batch_as_one_device_does(early):
+    process = early("distributed-replicas")
     assert process.returncode == 0, process.stdout[-2000:] + process.stderr[-4000:]
     (line,) = [line for line in process.stdout.splitlines() if line.startswith("LOGS ")]
     logs = json.loads(line[len("LOGS "):])

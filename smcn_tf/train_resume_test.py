@@ -75,8 +75,8 @@ OVERRIDES = [
 ]
 
 
-def _start(features, run_dir, kill_after, kind):
-    return subprocess.Popen(
+def _start(jobs, features, run_dir, kill_after, kind):
+    return jobs.popen(
         [sys.executable, "-c", CHILD, features, run_dir, str(kill_after), kind, *OVERRIDES],
         cwd=ROOT,
         stdout=subprocess.PIPE,
@@ -93,6 +93,46 @@ def _wait(process, timeout=300):
         output, _ = process.communicate()
         pytest.fail(f"training did not finish in {timeout} s:\n{output[-3000:]}")
     return process.returncode, output
+
+
+def _straight(jobs, features, run_dir, kind):
+    """The uninterrupted run: (exit code, output)."""
+    return _wait(_start(jobs, features, run_dir, 0, kind))
+
+
+def _killed_and_resumed(jobs, features, run_dir, kind):
+    """The run killed after epoch 2, then run again in a fresh process.
+
+    Returns what the test checks: the killed run's (exit code, output), its
+    backup state and whether results.json existed after the kill (both None
+    when the backup is missing), then the resumed run's (exit code, output).
+    """
+    killed = _wait(_start(jobs, features, run_dir, 2, kind))
+    fold_dir = os.path.join(run_dir, "Session2")
+    state_path = os.path.join(fold_dir, "backup", "state.json")
+    state = json.load(open(state_path)) if os.path.isfile(state_path) else None
+    results_after_kill = os.path.exists(os.path.join(fold_dir, "results.json"))
+    return killed, state, results_after_kill, _wait(_start(jobs, features, run_dir, 0, kind))
+
+
+KINDS = ["default", "mirrored", "best", "recipe"]
+_RUN_DIRS = {}  # kind -> (uninterrupted run dir, resumed run dir)
+
+
+def early_jobs(jobs, request, items):
+    """Every selected kind's two runs (killed and resumed; uninterrupted), as child jobs."""
+    kinds = sorted({item.callspec.params["kind"] for item in items}, key=KINDS.index)
+    for kind in kinds:  # the recipe last: its features are prepared while the others run
+        # The recipe also reads the speed-perturbed copies of the training groups.
+        features = request.getfixturevalue(
+            "demo_features_augmented" if kind == "recipe" else "demo_features"
+        )
+        directory = request.getfixturevalue("tmp_path_factory").mktemp(f"resume-{kind}")
+        jobs.submit(f"resume-{kind}-killed", _killed_and_resumed, jobs, features,
+                    str(directory / "resumed"), kind)
+        jobs.submit(f"resume-{kind}-straight", _straight, jobs, features,
+                    str(directory / "straight"), kind)
+        _RUN_DIRS[kind] = str(directory / "straight"), str(directory / "resumed")
 
 
 def _epoch_loss_steps(run_dir):
@@ -116,27 +156,21 @@ def _model_state(path):
     )
 
 
-@pytest.mark.parametrize("kind", ["default", "mirrored", "best", "recipe"])
-def test_a_killed_and_resumed_fold_equals_an_uninterrupted_one(request, tmp_path, kind):
-    # The recipe also reads the speed-perturbed copies of the training groups.
-    demo_features = request.getfixturevalue(
-        "demo_features_augmented" if kind == "recipe" else "demo_features"
-    )
-    straight_dir = str(tmp_path / "straight")
-    resumed_dir = str(tmp_path / "resumed")
-    # The uninterrupted run and the run to kill, side by side.
-    straight = _start(demo_features, straight_dir, 0, kind)
-    killed = _start(demo_features, resumed_dir, 2, kind)
-    code, output = _wait(killed)
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_killed_and_resumed_fold_equals_an_uninterrupted_one(early, kind):
+    # The uninterrupted run and the run to kill, then resume: child processes
+    # started with the session (early_jobs), side by side with other work.
+    straight_dir, resumed_dir = _RUN_DIRS[kind]
+    (code, output), state, results_after_kill, resumed = early(f"resume-{kind}-killed")
     assert code == -signal.SIGKILL, output[-3000:]
     fold_dir = os.path.join(resumed_dir, "Session2")
-    state = json.load(open(os.path.join(fold_dir, "backup", "state.json")))
+    assert state is not None, "no backup/state.json after the kill"
     assert (state["epoch"], state["global_step"]) == (2, 4)
-    assert not os.path.exists(os.path.join(fold_dir, "results.json"))
+    assert not results_after_kill
 
-    code, output = _wait(_start(demo_features, resumed_dir, 0, kind))
+    code, output = resumed
     assert code == 0, output[-3000:]
-    code, output = _wait(straight)
+    code, output = early(f"resume-{kind}-straight")
     assert code == 0, output[-3000:]
 
     straight_fold = os.path.join(straight_dir, "Session2")

@@ -3,6 +3,7 @@
 import glob
 import json
 import os
+import shutil
 
 import pytest
 import tensorflow as tf
@@ -58,10 +59,14 @@ def test_fold_plan_is_leave_one_session_out():
         fold_plan(_tiny_config("evaluation.folds=[Session9]"), manifest)
 
 
-def test_run_writes_results_logs_every_loss_term_and_resumes(demo_features, tmp_path):
+def test_run_writes_results_logs_every_loss_term_and_resumes(demo_features, demo_tiny_run,
+                                                             tmp_path):
+    # The fold: `smcn train --fold Session2` with the settings of _tiny_config(),
+    # run once for the session (conftest.py; cli_test reads it too). A copy
+    # here: the rest of this test runs the whole experiment in it.
     run_dir = str(tmp_path / "run")
-    config = _tiny_config("evaluation.folds=[Session2]")
-    summary = run_experiment(config, demo_features, run_dir, verbose=0, log=lambda _: None)
+    shutil.copytree(demo_tiny_run[0], run_dir)
+    summary = json.load(open(os.path.join(run_dir, "summary.json")))
 
     results = json.load(open(os.path.join(run_dir, "Session2", "results.json")))
     assert results["test_groups"] == ["Session2"]
@@ -71,9 +76,6 @@ def test_run_writes_results_logs_every_loss_term_and_resumes(demo_features, tmp_
     assert summary["folds"]["Session2"]["unweighted_accuracy"] == results["unweighted_accuracy"]
     assert os.path.isfile(os.path.join(run_dir, "summary.json"))
     assert os.path.isfile(os.path.join(run_dir, "Session2", "model.keras"))
-    # The final model trains on every session and is not scored.
-    final = json.load(open(os.path.join(run_dir, "all", "results.json")))
-    assert final["test_groups"] == [] and len(final["train_groups"]) == 5
 
     tags = _event_tags(os.path.join(run_dir, "tensorboard", "Session2", "train"))
     for term in (
@@ -88,11 +90,16 @@ def test_run_writes_results_logs_every_loss_term_and_resumes(demo_features, tmp_
 
     _check_tensorboard_views(run_dir, demo_features, results)
 
-    # A finished fold is not trained again: its results file stands.
+    # The whole experiment (the fold and the final model) on the same run: a
+    # finished fold is not trained again, its results file stands.
+    config = _tiny_config("evaluation.folds=[Session2]")
     stamp = os.path.getmtime(os.path.join(run_dir, "Session2", "model.keras"))
     again = run_experiment(config, demo_features, run_dir, verbose=0, log=lambda _: None)
     assert os.path.getmtime(os.path.join(run_dir, "Session2", "model.keras")) == stamp
     assert again["folds"] == summary["folds"]
+    # The final model trains on every session and is not scored.
+    final = json.load(open(os.path.join(run_dir, "all", "results.json")))
+    assert final["test_groups"] == [] and len(final["train_groups"]) == 5
 
 
 def _events(directory):

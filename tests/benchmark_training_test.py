@@ -7,7 +7,6 @@ test checks the JSON it writes, not the speeds.
 import json
 import math
 import os
-import subprocess
 import sys
 
 REPOSITORY = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -21,12 +20,22 @@ def _positive(value):
     return isinstance(value, (int, float)) and math.isfinite(value) and value > 0
 
 
-def test_quick_run_measures_every_case(tmp_path):
-    out = tmp_path / "benchmark.json"
-    completed = subprocess.run(
+def _quick_run(jobs, out):
+    completed = jobs.run(
         [sys.executable, SCRIPT, "--quick", "--jobs", "2", "--out", str(out)],
         capture_output=True, text=True, timeout=600, cwd=REPOSITORY,
     )
+    return completed, out
+
+
+def early_jobs(jobs, request, items):
+    """The quick run, a child started with the session, beside the in-process tests."""
+    out = request.getfixturevalue("tmp_path_factory").mktemp("benchmark") / "benchmark.json"
+    jobs.submit("benchmark-training-quick", _quick_run, jobs, out, width=2)  # --jobs 2
+
+
+def test_quick_run_measures_every_case(early):
+    completed, out = early("benchmark-training-quick")
     assert completed.returncode == 0, completed.stdout + completed.stderr
     # The table and the targets are printed, without TensorFlow's log noise.
     assert "train/s" in completed.stdout and "Targets of the issue" in completed.stdout

@@ -9,12 +9,21 @@ REPOSITORY = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPT = os.path.join(REPOSITORY, "scripts", "load_test.py")
 
 
-def test_a_tiny_load_test_swaps_versions_without_errors():
-    completed = subprocess.run(
+def _tiny_load_test(jobs):
+    return jobs.run(
         [sys.executable, SCRIPT, "--clients", "2", "--requests", "6", "--audio-seconds", "0.5",
          "--max-seconds", "120", "--json"],
         capture_output=True, text=True, timeout=300, cwd=REPOSITORY,
     )
+
+
+def early_jobs(jobs, request, items):
+    """The tiny load test, a child started with the session, beside the in-process tests."""
+    jobs.submit("load-test-tiny", _tiny_load_test, jobs)
+
+
+def test_a_tiny_load_test_swaps_versions_without_errors(early):
+    completed = early("load-test-tiny")
     assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]
     summary = json.loads(completed.stdout)
     for name in ("grpc", "rest"):

@@ -12,7 +12,7 @@ TINY = " ".join([
 ])
 
 
-def _run_script(name, tmp_path, seeds, *args, **env):
+def _run_script(jobs, name, tmp_path, seeds, *args, **env):
     assert shutil.which("bash") is not None, "the reproduce scripts need bash"
     smcn = os.path.join(os.path.dirname(sys.executable), "smcn")
     # `pip install -e .` (make install) puts it beside the interpreter.
@@ -21,39 +21,64 @@ def _run_script(name, tmp_path, seeds, *args, **env):
         os.environ, SMCN=smcn, SEEDS=seeds, SMCN_SET=TINY, WORK=str(tmp_path / "work"),
         DEMO_MELD_PER_CLASS="3", **env,
     )
-    completed = subprocess.run(
+    return jobs.run(
         ["bash", os.path.join(REPO, "scripts", name), *args],
-        capture_output=True, text=True, env=environment, cwd=str(tmp_path), check=False,
+        capture_output=True, text=True, env=environment, cwd=str(tmp_path),
     )
+
+
+# Each test's script run: (script, seeds, arguments, environment).
+SCRIPTS = {
+    "test_table1_on_the_demo_corpus_with_two_seeds": ("reproduce_table1.sh", "1 2", ["--demo"], {}),
+    "test_table2_on_the_demo_meld_corpus": ("reproduce_table2.sh", "1", ["--demo"], {}),
+    # Three of the eight variants keep CI short (each run traces a new graph);
+    # the script's default is all eight, and model_test trains every variant.
+    "test_table3_runs_the_variants_on_both_demo_corpora": (
+        "reproduce_table3.sh", "1", ["--demo"], {"VARIANTS": "audio cat smcn"}
+    ),
+}
+_WORK = {}  # test name -> its script's directory (WORK is <it>/work)
+
+
+def early_jobs(jobs, request, items):
+    """The selected tests' script runs, started with the session, side by side with others."""
+    request.getfixturevalue("demo_features")  # MiniLM is installed (it fails, not skips)
+    for item in items:
+        if item.name in SCRIPTS:
+            name, seeds, args, env = SCRIPTS[item.name]
+            tmp_path = request.getfixturevalue("tmp_path_factory").mktemp(name.split(".")[0])
+            _WORK[item.name] = tmp_path
+            jobs.submit(item.name, _run_script, jobs, name, tmp_path, seeds, *args, **env)
+
+
+def _output(early, request):
+    """The stdout of this test's script, which must have succeeded."""
+    completed = early(request.node.name)
     assert completed.returncode == 0, completed.stderr[-3000:]
     return completed.stdout
 
 
-def test_table1_on_the_demo_corpus_with_two_seeds(tmp_path, demo_features):
-    out = _run_script("reproduce_table1.sh", tmp_path, "1 2", "--demo")
+def test_table1_on_the_demo_corpus_with_two_seeds(early, request):
+    out = _output(early, request)
     assert "**Table 1.** Comparison of methods on the IEMOCAP" in out
     smcn_row = [line for line in out.splitlines() if line.startswith("| **SMCN** |")][0]
     assert smcn_row.startswith("| **SMCN** | 77.6 | 75.6 | ")
     assert "±" in smcn_row  # two seeds: mean ± std
     # The default text encoder is named, and flagged as not the paper's.
     assert "Text encoder: all-MiniLM-L6-v2 (384-d), not the paper's bert-base-uncased" in out
-    assert os.path.isfile(tmp_path / "work" / "table1.md")
+    assert os.path.isfile(_WORK[request.node.name] / "work" / "table1.md")
     assert "Confusion matrix" in out
 
 
-def test_table2_on_the_demo_meld_corpus(tmp_path, demo_features):
-    out = _run_script("reproduce_table2.sh", tmp_path, "1", "--demo")
+def test_table2_on_the_demo_meld_corpus(early, request):
+    out = _output(early, request)
     assert "**Table 2.** Comparison of methods on the MELD" in out
     assert [line for line in out.splitlines() if line.startswith("| **SMCN** | 64.9 | 62.3 | ")]
     assert "| disgust |" in out  # MELD's 7 classes in the per-class report
 
 
-def test_table3_runs_the_variants_on_both_demo_corpora(tmp_path, demo_features):
-    # Three of the eight variants keep CI short (each run traces a new graph);
-    # the script's default is all eight, and model_test trains every variant.
-    out = _run_script(
-        "reproduce_table3.sh", tmp_path, "1", "--demo", VARIANTS="audio cat smcn"
-    )
+def test_table3_runs_the_variants_on_both_demo_corpora(early, request):
+    out = _output(early, request)
     rows = {
         line.split(" | ")[0][2:]: line
         for line in out.splitlines()
