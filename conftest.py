@@ -123,6 +123,7 @@ def _early_jobs(request):
     try:
         for module, items in by_module.items():
             module.obj.early_jobs(jobs, request, items)
+        jobs.start()
         yield jobs
     finally:
         jobs.close()

@@ -161,6 +161,7 @@ _JOBS = {
 }
 _FUNCTIONS = {"two-workers": _two_worker_run, "killed-workers": _killed_workers,
               "replicas": _replicas}
+_SECONDS = {"two-workers": 35, "killed-workers": 60, "replicas": 45}  # on 2 quiet cores
 
 
 def early_jobs(jobs, request, items):
@@ -172,6 +173,7 @@ def early_jobs(jobs, request, items):
         if key in wanted:
             jobs.submit(
                 f"distributed-{key}", _FUNCTIONS[key], jobs, features, factory.mktemp(key),
+                seconds=_SECONDS[key],
                 width=1 if key == "replicas" else 2,  # two workers side by side
             )
 

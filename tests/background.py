@@ -19,10 +19,12 @@ session's fixture request (for session fixtures such as `demo_features`). A
 test then reads a job's return value with `early("key")`: whatever the job
 raised (a failed assertion, `pytest.fail`) is raised there instead.
 
-The jobs start in the order they were submitted, as long as their children
-fit: one child at a time while in-process tests run, two while the session
-only waits for them. A job that runs several children at once says so
-(`width`, 2 for two workers side by side); one wider than the room runs alone.
+The jobs start once all are submitted, the longest first (each says about
+how long it runs), as long as their children fit: one child at a time while
+in-process tests run (a third busy process on 2 cores costs more CPU time
+than it saves), two while the session only waits for them. A job that runs
+several children at once says so (`width`, 2 for two workers side by side);
+one wider than the room runs alone.
 
 A job starts its children with `jobs.popen` or `jobs.run` (Popen and
 subprocess.run with the same arguments), so that a child still running when
@@ -38,7 +40,7 @@ import time
 
 
 class EarlyJobs:
-    """Background jobs, in submission order, in `busy_slots` or `idle_slots` children at once."""
+    """Background jobs, longest first, in `busy_slots` or `idle_slots` children at once."""
 
     def __init__(self, busy_slots=1, idle_slots=2):
         self._condition = threading.Condition()
@@ -47,7 +49,8 @@ class EarlyJobs:
         self._waiting = 0  # test-process threads waiting in `result`
         self._running = 0
         self._tickets = 0  # handed out by `submit`
-        self._next = 0  # the ticket that may start next
+        self._queue = []  # (-seconds, ticket) of the jobs not started yet
+        self._started = False
         self._futures = {}
         self._processes = []
         self._closed = False
@@ -55,29 +58,42 @@ class EarlyJobs:
         self.timings = {}  # key -> (start, end), seconds after creation; end None if running
         self.first_wait = None  # when a test first waited for a job, seconds after creation
 
-    def submit(self, key, function, *args, width=1, **kwargs):
-        """Queue `function(*args, **kwargs)`, which runs `width` children at once, under `key`."""
+    def submit(self, key, function, *args, seconds=0, width=1, **kwargs):
+        """Queue `function(*args, **kwargs)` under `key`.
+
+        `seconds`: about how long it runs on 2 quiet cores (the longest start
+        first); `width`: how many children it runs at once.
+        """
         with self._condition:
             if key in self._futures:
                 raise ValueError(f"early job {key!r} submitted twice")
             future = concurrent.futures.Future()
             self._futures[key] = future
-            ticket = self._tickets
+            place = (-seconds, self._tickets)
             self._tickets += 1
+            self._queue.append(place)
         threading.Thread(
-            target=self._run, args=(key, ticket, width, future, function, args, kwargs),
+            target=self._run, args=(key, place, width, future, function, args, kwargs),
             name=f"early job {key}", daemon=True,
         ).start()
         return future
 
-    def _run(self, key, ticket, width, future, function, args, kwargs):
+    def start(self):
+        """Let the jobs start (the longest first, once all are submitted)."""
+        with self._condition:
+            self._started = True
+            self._condition.notify_all()
+
+    def _run(self, key, place, width, future, function, args, kwargs):
         def may_start():
+            if self._closed:
+                return True
             fits = not self._running or self._running + width <= self._slots
-            return self._closed or (ticket == self._next and fits)
+            return self._started and place == min(self._queue) and fits
 
         with self._condition:
             self._condition.wait_for(may_start)
-            self._next += 1
+            self._queue.remove(place)
             self._condition.notify_all()
             if self._closed:
                 future.set_exception(RuntimeError("the test session ended before this job ran"))

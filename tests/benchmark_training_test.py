@@ -31,7 +31,7 @@ def _quick_run(jobs, out):
 def early_jobs(jobs, request, items):
     """The quick run, a child started with the session, beside the in-process tests."""
     out = request.getfixturevalue("tmp_path_factory").mktemp("benchmark") / "benchmark.json"
-    jobs.submit("benchmark-training-quick", _quick_run, jobs, out, width=2)  # --jobs 2
+    jobs.submit("benchmark-training-quick", _quick_run, jobs, out, seconds=55, width=2)
 
 
 def test_quick_run_measures_every_case(early):

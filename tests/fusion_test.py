@@ -56,7 +56,8 @@ def early_jobs(jobs, request, items):
     features = request.getfixturevalue("demo_features")
     for variant in VARIANTS:
         _RUN_DIRS[variant] = str(request.getfixturevalue("tmp_path_factory").mktemp(variant))
-        jobs.submit(f"fusion-{variant}", _train, jobs, features, _RUN_DIRS[variant], variant)
+        jobs.submit(f"fusion-{variant}", _train, jobs, features, _RUN_DIRS[variant], variant,
+                    seconds=30)
 
 
 @pytest.fixture(scope="module")

@@ -19,7 +19,7 @@ def _tiny_load_test(jobs):
 
 def early_jobs(jobs, request, items):
     """The tiny load test, a child started with the session, beside the in-process tests."""
-    jobs.submit("load-test-tiny", _tiny_load_test, jobs)
+    jobs.submit("load-test-tiny", _tiny_load_test, jobs, seconds=15)
 
 
 def test_a_tiny_load_test_swaps_versions_without_errors(early):

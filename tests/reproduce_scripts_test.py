@@ -27,14 +27,17 @@ def _run_script(jobs, name, tmp_path, seeds, *args, **env):
     )
 
 
-# Each test's script run: (script, seeds, arguments, environment).
+# Each test's script run: (script, seeds, arguments, environment, about how
+# many seconds it runs on 2 quiet cores).
 SCRIPTS = {
-    "test_table1_on_the_demo_corpus_with_two_seeds": ("reproduce_table1.sh", "1 2", ["--demo"], {}),
-    "test_table2_on_the_demo_meld_corpus": ("reproduce_table2.sh", "1", ["--demo"], {}),
+    "test_table1_on_the_demo_corpus_with_two_seeds": (
+        "reproduce_table1.sh", "1 2", ["--demo"], {}, 65
+    ),
+    "test_table2_on_the_demo_meld_corpus": ("reproduce_table2.sh", "1", ["--demo"], {}, 45),
     # Three of the eight variants keep CI short (each run traces a new graph);
     # the script's default is all eight, and model_test trains every variant.
     "test_table3_runs_the_variants_on_both_demo_corpora": (
-        "reproduce_table3.sh", "1", ["--demo"], {"VARIANTS": "audio cat smcn"}
+        "reproduce_table3.sh", "1", ["--demo"], {"VARIANTS": "audio cat smcn"}, 130
     ),
 }
 _WORK = {}  # test name -> its script's directory (WORK is <it>/work)
@@ -45,10 +48,11 @@ def early_jobs(jobs, request, items):
     request.getfixturevalue("demo_features")  # MiniLM is installed (it fails, not skips)
     for item in items:
         if item.name in SCRIPTS:
-            name, seeds, args, env = SCRIPTS[item.name]
+            name, seeds, args, env, seconds = SCRIPTS[item.name]
             tmp_path = request.getfixturevalue("tmp_path_factory").mktemp(name.split(".")[0])
             _WORK[item.name] = tmp_path
-            jobs.submit(item.name, _run_script, jobs, name, tmp_path, seeds, *args, **env)
+            jobs.submit(item.name, _run_script, jobs, name, tmp_path, seeds, *args,
+                        seconds=seconds, **env)
 
 
 def _output(early, request):
