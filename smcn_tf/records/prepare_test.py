@@ -1,5 +1,6 @@
 """Tests for corpus preparation: shards, manifest, report, skipping and resuming."""
 
+import hashlib
 import json
 import os
 import re
@@ -930,3 +931,93 @@ def test_mel_bands_widen_the_frames_and_enter_the_manifest(tmp_path):
     manifest = read_manifest(str(tmp_path / "records"))
     assert manifest.audio_dim == 120  # 40 bands + deltas + delta-deltas
     assert manifest.features.audio_dim == 120
+
+
+# --------------------------------------------------------------------------
+# The demo corpus, byte for byte: every shard, sidecar and the manifest.
+# --------------------------------------------------------------------------
+
+# sha256 of what `demo_features` (conftest.py: the demo corpus, seed 0,
+# prepared with the configs/demo.yaml features) writes. Recorded on
+# 2026-12-07 from the code before `prepare_utterances` was split into stages
+# (main at 39db6af), on a 2-core AMD EPYC x86-64 machine, CPU only (TF 2.21,
+# the installed all-MiniLM-L6-v2). Shard files are hashed as written. The
+# sidecars and manifest.json are hashed with their machine-dependent fields
+# replaced by a marker, keys in file order: a sidecar's `digest` (it hashes
+# the audio paths under pytest's tmp directory and the encoder's path) and
+# the manifest's `text_encoder` (the checkpoint's path in the venv; checked
+# on its own below). report.json holds timings and paths and is not hashed.
+# The log-Mel frames and MiniLM vectors are float32 computed on the CPU, so
+# another CPU or TensorFlow build may change their last bits: then re-record.
+# To re-record, run
+#   .venv/bin/python -m pytest -q -p no:cacheprovider \
+#     smcn_tf/records/prepare_test.py -k demo_shards_and_manifest_sha256
+# and paste the dict literal the failure prints.
+DEMO_SHA256 = {
+    "manifest.json":
+        "b8746686338fef3577b63cae4d18c7d69859278559f4b95d26e4a360b596f871",
+    "shard-00000-of-00005.tfrecord":
+        "0b4afae24595d5f9dda56de1f139c80b817e3f436e8a8114105fefb6fdb67755",
+    "shard-00000-of-00005.tfrecord.json":
+        "8c6628191336a107669c1c78b662fd09840526f7773f5773a1d121978dbf4d9c",
+    "shard-00001-of-00005.tfrecord":
+        "667bcd16473831d6c2541691c4baea3a4af131f7da72505c0e04a8fcfd98a182",
+    "shard-00001-of-00005.tfrecord.json":
+        "341333f78ada4d92019fd34c41f3cb3034f659b877d5c50f1cdb887fa7e90e03",
+    "shard-00002-of-00005.tfrecord":
+        "8e20fdc3d3480ec1017599686a6724b8d4fe31f2e4443a01b694e922f94f8cce",
+    "shard-00002-of-00005.tfrecord.json":
+        "f3c078591e1ae14f2b03cecf810bf952d5be6116311f86b8cbab255e7b3a180d",
+    "shard-00003-of-00005.tfrecord":
+        "661bb5ffac7f74a0f049244cc3e4d4a7e34f46f881b224aae0c8d940ad90e806",
+    "shard-00003-of-00005.tfrecord.json":
+        "31d2caf828cadcad8e93e47ae4f226e41656e8274a061c7da070a8b539e0f24d",
+    "shard-00004-of-00005.tfrecord":
+        "584277d1126b5038799336bda87c46f7ac02a8b97e767332db65f516478efb24",
+    "shard-00004-of-00005.tfrecord.json":
+        "0216957c76a10531e6ae4ef838197774c7a3c11e6e91913736858339a771d7b2",
+}
+
+
+def _canonical_json_sha256(path, machine_fields):
+    """sha256 of a JSON file, with `machine_fields` replaced by a marker."""
+    with open(path, encoding="utf-8") as file:
+        values = json.load(file)
+    for key in machine_fields:
+        if key in values:
+            values[key] = "<machine-dependent>"
+    text = json.dumps(values, ensure_ascii=True)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def _demo_sha256(records_dir):
+    figures = {}
+    for name in sorted(os.listdir(records_dir)):
+        path = os.path.join(records_dir, name)
+        if name.endswith(".tfrecord"):
+            with open(path, "rb") as file:
+                figures[name] = hashlib.sha256(file.read()).hexdigest()
+        elif name.endswith(".tfrecord.json"):
+            figures[name] = _canonical_json_sha256(path, ("digest",))
+        elif name == records.MANIFEST_FILENAME:
+            figures[name] = _canonical_json_sha256(path, ("text_encoder",))
+    return figures
+
+
+def test_demo_shards_and_manifest_sha256(demo_features):
+    from smcn_tf import config as config_module
+    from smcn_tf.features.text import default_checkpoint_dir
+
+    # demo_features prepares with these settings; they must stay configs/demo.yaml's.
+    repository = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    features = config_module.load_config(os.path.join(repository, "configs", "demo.yaml")).features
+    assert (features.corpus, features.sample_rate, features.mel_bands) == ("demo", 16000, 26)
+    assert (features.pooling, features.max_frames, features.max_tokens) == (5, 500, 150)
+    assert (features.text_encoder, features.shard_size, features.min_seconds) == (None, 64, 0.1)
+    assert features.speed_perturbation == []
+
+    manifest = records.read_manifest(demo_features)
+    assert manifest.text_encoder == default_checkpoint_dir()
+    figures = _demo_sha256(demo_features)
+    literal = "{\n" + "".join(f'    "{k}":\n        "{v}",\n' for k, v in figures.items()) + "}"
+    assert figures == DEMO_SHA256, f"The demo records changed; now:\nDEMO_SHA256 = {literal}"
