@@ -12,6 +12,18 @@ out_dir/
   manifest.json                        # written last: the directory is complete
 ```
 
+Example, on the MELD.Raw release (not run as a test: it is not shipped), and
+on utterances parsed from IEMOCAP into `parsed`:
+
+>>> report = prepare_corpus("meld", "data/MELD.Raw", "records/meld",
+...                         pooling=4, max_frames=500, max_tokens=100)  # doctest: +SKIP
+>>> report = prepare_utterances(
+...     parsed.utterances, "records/iemocap", class_names=CLASS_NAMES,
+...     corpus="iemocap", audio_layer=LogMelFeatures(),
+...     text_encoder=TextEncoder())  # doctest: +SKIP
+>>> report["num_examples"]  # doctest: +SKIP
+5531
+
 Corpora come from the registry (`smcn_tf.corpora.registry`, `corpus_names()`):
 `"iemocap"` and `"demo"` (the built-in demo in the IEMOCAP layout) are read by
 `smcn_tf.corpora.iemocap.parse_iemocap`; `"meld"` and `"demo-meld"` (the
@@ -37,6 +49,24 @@ truncated. `format_skipped` lays out the skipped utterances for the console.
 For the real releases ("iemocap", "meld") the report also compares the parsed
 counts with the published ones (`counts_check`; print it with
 `format_counts_table`), and a loud warning goes to stderr when they differ.
+
+The report (`report.json`, and what `prepare_utterances` returns) holds
+`corpus`, `out_dir`, `num_utterances`, `num_examples`, `num_skipped`,
+`num_truncated`, `groups`, `counts` (`{group: {class: n}}`), `kept` (`total`,
+`by_group`, `by_label`), `dropped` (`total` and `by_reason`: the parser's
+drops plus this stage's), `skipped` (`[{"utterance_id", "audio_path",
+"reason", "stage"}]`), `truncated` (`[{"utterance_id", "audio_path",
+"kept_seconds", "source_seconds"}]`), `shards` (`total`, `computed`,
+`reused`), `timings_seconds` per stage and `features` (the feature
+settings). `prepare_corpus` adds `data_dir`, `parser` (for IEMOCAP layouts
+`dropped_labels`, `skipped`, `kept_labels`, `counts`; for MELD layouts
+`skipped`, `unannotated_media` (per split `count` and `examples`),
+`encodings`, `files`, `counts`; for csv `manifest`, `rows`, `classes`,
+`label_map`, `dropped_labels`, `kept_labels`, `skipped`, `counts`) and
+`counts_check` (`reference`, `headline`, `rows` of parsed and expected
+counts, `warnings`; see `format_counts_table`), and with speed perturbation
+`augmentation` (the summary of `prepare_speed_copies`; also in the
+manifest).
 
 Shards are planned by a stable key, not by position (`plan_shards`): each
 group (IEMOCAP session, MELD split) gets `ceil(listed / shard_size)` shards,
@@ -303,38 +333,42 @@ def _cut_at(waveform, sample_rate, max_seconds, truncated, source_seconds):
     return waveform, truncated, source_seconds
 
 
-def _compute_shard(
-    planned,
-    shard_path,
-    digest,
-    *,
-    class_index,
-    audio_layer,
-    text_encoder,
-    sample_rate,
-    read_audio,
-    extract_audio,
-    max_seconds=None,
-    min_seconds=0.0,
-    strict=False,
-):
-    """Extracts and writes one shard, then its sidecar; returns the sidecar.
+@dataclasses.dataclass(frozen=True)
+class _Extraction:
+    """How every shard of a run is computed: made once, passed to each shard.
 
-    With `strict`, audio that cannot be read raises instead of being skipped
-    (too-short clips are still skipped: they are a filter, not a fault).
+    `class_index` maps a label to its index; `read_audio`, `extract_audio`,
+    `max_seconds`, `min_seconds` and `strict` are `prepare_utterances`'
+    arguments of those names.
     """
-    timings = dict.fromkeys(_STAGES, 0.0)
-    skipped = []
-    truncated = []
-    segments = _SegmentSource(read_audio)
 
-    def skip(utterance, reason, stage):
-        if strict and _is_fault(reason):
+    class_index: dict
+    audio_layer: object
+    text_encoder: object
+    sample_rate: int
+    read_audio: object
+    extract_audio: object
+    max_seconds: object = None
+    min_seconds: float = 0.0
+    strict: bool = False
+
+
+class _ShardLog:
+    """The utterances one shard's computation skipped or cut, with why."""
+
+    def __init__(self, strict):
+        self.strict = strict
+        self.skipped = []
+        self.truncated = []
+
+    def skip(self, utterance, reason, stage):
+        """Records a skipped utterance; with `strict`, a fault raises instead."""
+        if self.strict and _is_fault(reason):
             raise ValueError(
                 f"utterance {utterance.utterance_id!r} ({utterance.audio_path}): {reason} "
                 "(strict: stopping instead of skipping it)"
             )
-        skipped.append(
+        self.skipped.append(
             {
                 "utterance_id": utterance.utterance_id,
                 "audio_path": str(utterance.audio_path),
@@ -343,46 +377,109 @@ def _compute_shard(
             }
         )
 
+    def cut(self, utterance, kept_seconds, source_seconds):
+        """Records an utterance whose clip was cut at `max_seconds`."""
+        self.truncated.append(
+            {
+                "utterance_id": utterance.utterance_id,
+                "audio_path": str(utterance.audio_path),
+                "kept_seconds": round(kept_seconds, 3),
+                "source_seconds": (
+                    None if source_seconds is None else round(float(source_seconds), 3)
+                ),
+            }
+        )
+
+
+def _compute_shard(planned, shard_path, digest, extraction):
+    """Extracts and writes one shard, then its sidecar; returns `(sidecar, timings)`.
+
+    The stages: read the audio, extract the audio features, encode the
+    transcripts, write. With `extraction.strict`, audio that cannot be read
+    raises instead of being skipped (too-short clips are still skipped: they
+    are a filter, not a fault).
+    """
+    timings = dict.fromkeys(_STAGES, 0.0)
+    log = _ShardLog(extraction.strict)
+
     start = time.perf_counter()
-    readable, waveforms = [], []
-    for utterance in planned:
-        # Exception, not BaseException: Ctrl-C must stop the run, not skip a file.
-        try:
-            waveform, was_truncated, source_seconds = _read_one(
-                read_audio, utterance.audio_path, sample_rate, max_seconds,
-                utterance=utterance, segments=segments,
-            )
-        except Exception as error:
-            skip(utterance, f"cannot read audio: {type(error).__name__}: {error}", "read_audio")
-            continue
-        if waveform.ndim != 1 or waveform.size == 0:
-            skip(
-                utterance,
-                f"expected a non-empty mono waveform, got shape {waveform.shape}",
-                "read_audio",
-            )
-            continue
-        short = too_short_reason(waveform.size, sample_rate, min_seconds)
-        if short is not None:
-            skip(utterance, short, "read_audio")
-            continue
-        if was_truncated:
-            truncated.append(
-                {
-                    "utterance_id": utterance.utterance_id,
-                    "audio_path": str(utterance.audio_path),
-                    "kept_seconds": round(waveform.size / sample_rate, 3),
-                    "source_seconds": (
-                        None if source_seconds is None else round(float(source_seconds), 3)
-                    ),
-                }
-            )
-        readable.append(utterance)
-        waveforms.append(waveform)
+    readable, waveforms = _read_shard_audio(planned, extraction, log)
     timings["read_audio"] = time.perf_counter() - start
 
     start = time.perf_counter()
-    audio_features = list(extract_audio(waveforms, audio_layer)) if waveforms else []
+    kept, kept_audio = _shard_audio_features(readable, waveforms, extraction, log)
+    timings["audio_features"] = time.perf_counter() - start
+
+    start = time.perf_counter()
+    text_features, tokens = _shard_text_features(kept, extraction.text_encoder)
+    timings["text_features"] = time.perf_counter() - start
+
+    start = time.perf_counter()
+    serialized = [
+        records.serialize_example(
+            utterance.utterance_id,
+            utterance.speaker,
+            utterance.group,
+            extraction.class_index[utterance.label],
+            audio,
+            text,
+            augmentation=_augmentation_of(utterance),
+        )
+        for utterance, audio, text in zip(kept, kept_audio, text_features)
+    ]
+    count = records.write_shard(shard_path, serialized)
+    sidecar = _shard_sidecar(
+        shard_path, count, digest, kept, kept_audio, text_features, tokens, log
+    )
+    write_json_atomic(_sidecar_path(shard_path), sidecar)
+    timings["write"] = time.perf_counter() - start
+    return sidecar, timings
+
+
+def _read_shard_audio(planned, extraction, log):
+    """The read stage: `(readable utterances, their waveforms)`, skips in `log`."""
+    segments = _SegmentSource(extraction.read_audio)
+    readable, waveforms = [], []
+    for utterance in planned:
+        waveform = _read_checked(utterance, extraction, segments, log)
+        if waveform is not None:
+            readable.append(utterance)
+            waveforms.append(waveform)
+    return readable, waveforms
+
+
+def _read_checked(utterance, extraction, segments, log):
+    """One utterance's waveform, cut at `max_seconds`; None when it is skipped."""
+    sample_rate = extraction.sample_rate
+    # Exception, not BaseException: Ctrl-C must stop the run, not skip a file.
+    try:
+        waveform, was_truncated, source_seconds = _read_one(
+            extraction.read_audio, utterance.audio_path, sample_rate, extraction.max_seconds,
+            utterance=utterance, segments=segments,
+        )
+    except Exception as error:
+        log.skip(utterance, f"cannot read audio: {type(error).__name__}: {error}", "read_audio")
+        return None
+    if waveform.ndim != 1 or waveform.size == 0:
+        log.skip(
+            utterance,
+            f"expected a non-empty mono waveform, got shape {waveform.shape}",
+            "read_audio",
+        )
+        return None
+    short = too_short_reason(waveform.size, sample_rate, extraction.min_seconds)
+    if short is not None:
+        log.skip(utterance, short, "read_audio")
+        return None
+    if was_truncated:
+        log.cut(utterance, waveform.size / sample_rate, source_seconds)
+    return waveform
+
+
+def _shard_audio_features(readable, waveforms, extraction, log):
+    """The audio stage: `(kept utterances, their [frames, dim] features)`."""
+    extract_audio = extraction.extract_audio
+    audio_features = list(extract_audio(waveforms, extraction.audio_layer)) if waveforms else []
     if len(audio_features) != len(waveforms):
         raise ValueError(
             f"The audio extractor returned {len(audio_features)} feature arrays for "
@@ -392,15 +489,17 @@ def _compute_shard(
     for utterance, features in zip(readable, audio_features):
         features = np.asarray(features)
         if features.ndim != 2 or features.shape[0] == 0:
-            skip(
+            log.skip(
                 utterance, f"audio too short: features of shape {features.shape}", "audio_features"
             )
             continue
         kept.append(utterance)
         kept_audio.append(features)
-    timings["audio_features"] = time.perf_counter() - start
+    return kept, kept_audio
 
-    start = time.perf_counter()
+
+def _shard_text_features(kept, text_encoder):
+    """The text stage: `(token vectors per transcript, word pieces or None)`."""
     transcripts = [utterance.transcript for utterance in kept]
     text_features = list(text_encoder.encode(transcripts, progress=False)) if kept else []
     if len(text_features) != len(kept):
@@ -412,37 +511,23 @@ def _compute_shard(
     tokens = None
     if kept and hasattr(text_encoder, "token_strings"):
         tokens = text_encoder.token_strings(transcripts)
-    timings["text_features"] = time.perf_counter() - start
+    return text_features, tokens
 
-    start = time.perf_counter()
-    serialized = [
-        records.serialize_example(
-            utterance.utterance_id,
-            utterance.speaker,
-            utterance.group,
-            class_index[utterance.label],
-            audio,
-            text,
-            augmentation=_augmentation_of(utterance),
-        )
-        for utterance, audio, text in zip(kept, kept_audio, text_features)
-    ]
-    count = records.write_shard(shard_path, serialized)
+
+def _shard_sidecar(shard_path, count, digest, kept, kept_audio, text_features, tokens, log):
+    """The sidecar of a written shard: what it holds and what it left out."""
     kept_ids = {utterance.utterance_id for utterance in kept}
-    sidecar = {
+    return {
         "file": os.path.basename(shard_path),
         "count": count,
         "digest": digest,
         "utterance_ids": [utterance.utterance_id for utterance in kept],
         "tokens": tokens,
-        "skipped": skipped,
-        "truncated": [item for item in truncated if item["utterance_id"] in kept_ids],
+        "skipped": log.skipped,
+        "truncated": [item for item in log.truncated if item["utterance_id"] in kept_ids],
         "audio_dim": int(kept_audio[0].shape[1]) if kept else None,
         "text_dim": int(np.asarray(text_features[0]).shape[1]) if kept else None,
     }
-    write_json_atomic(_sidecar_path(shard_path), sidecar)
-    timings["write"] = time.perf_counter() - start
-    return sidecar, timings
 
 
 # The kind of a skip reason ("missing media file", "cannot read audio", ...),
@@ -531,102 +616,121 @@ def plan_shards(utterances, shard_size, listed_counts=None):
 
 
 def prepare_utterances(
-    utterances,
-    out_dir,
-    *,
-    class_names,
-    corpus,
-    audio_layer,
-    text_encoder,
-    sample_rate=16000,
-    shard_size=256,
-    progress=True,
-    read_audio=media.decode_audio,
-    extract_audio=extract_audio_features,
-    report_extra=None,
-    max_seconds=None,
-    dropped_by_parser=None,
-    min_seconds=MIN_SECONDS_DEFAULT,
-    listed_counts=None,
-    strict=False,
-    manifest_extra=None,
+    utterances, out_dir, *, class_names, corpus, audio_layer, text_encoder,
+    sample_rate=16000, shard_size=256, progress=True, read_audio=media.decode_audio,
+    extract_audio=extract_audio_features, report_extra=None, max_seconds=None,
+    dropped_by_parser=None, min_seconds=MIN_SECONDS_DEFAULT, listed_counts=None,
+    strict=False, manifest_extra=None,
 ):
     """Extracts features of utterances into sharded TFRecords, resumably.
 
-    Shards that a previous (interrupted) run completed with the same
-    utterances and settings are kept as they are; see the module docstring.
-    An utterance whose audio cannot be read is skipped, with the reason, in
-    the report. The records directory gets `manifest.json` (read by
-    `smcn_tf.records.pipeline.make_dataset`) and `report.json`.
+    Three stages: plan (check the arguments, plan the shards), compute (reuse
+    the shards an earlier run completed with the same utterances and
+    settings, compute the others) and report (write `report.json`, then
+    `manifest.json`). An utterance whose audio cannot be read is skipped,
+    with the reason, in the report.
 
     Args:
         utterances: `smcn_tf.corpora.utterance.Utterance` objects.
         out_dir: the records directory (created if missing).
         class_names: the class names; a label is stored as its index here.
         corpus: the corpus name, recorded in the manifest.
-        audio_layer: the audio feature layer, e.g.
-            `smcn_tf.features.audio.LogMelFeatures`.
+        audio_layer: the audio feature layer, e.g. `LogMelFeatures`.
         text_encoder: a `smcn_tf.features.text.TextEncoder` (or any object
             with `dim`, `max_tokens` and `encode(texts, progress=False)`).
         sample_rate: the rate audio is read at.
-        shard_size: utterances planned per shard, on average (see
-            `plan_shards`).
+        shard_size: utterances planned per shard, on average (`plan_shards`).
         progress: show a tqdm progress bar over the utterances.
         read_audio: `read_audio(path, sample_rate) -> np.ndarray [samples]`
-            (called with `max_seconds=` as well when `max_seconds` is set),
-            or one returning a `smcn_tf.features.media.DecodedAudio` to
-            report truncation itself; an exception skips the utterance with
-            its message as the reason. Default: `media.decode_audio` (WAV,
-            FLAC, mp4, ...). For an utterance that is a segment of its file
-            (`start_seconds` / `end_seconds`), the whole file is read (without
-            `max_seconds`) and the segment is cut here.
+            (called with `max_seconds=` too when it is set), or one returning
+            a `media.DecodedAudio` to report truncation itself; an exception
+            skips the utterance with its message as the reason. Default:
+            `media.decode_audio` (WAV, FLAC, mp4, ...). A segment
+            (`start_seconds` / `end_seconds`) is cut here from its whole
+            file, read without `max_seconds`.
         extract_audio: `extract_audio(waveforms, layer) -> list of
             [frames, dim] arrays`.
-        report_extra: more JSON-able entries for the report (e.g. the
-            parser's dropped labels).
-        max_seconds: keep at most this many seconds of each clip; a cut clip
-            is listed under `truncated` in the report. None keeps all.
-        dropped_by_parser: reason -> count of utterances dropped before this
-            stage (by the corpus parser), added to the report's `dropped`.
-        min_seconds: skip clips shorter than this (after any cut at
-            `max_seconds`), with the reason `"shorter than 0.1 s: 0.0001 s (1
-            sample)"` in the report; 0 keeps every non-empty clip.
+        report_extra: more JSON-able entries for the report.
+        max_seconds: keep at most this many seconds of each clip (a cut clip
+            is listed under `truncated`); None keeps all.
+        dropped_by_parser: reason -> count of utterances the corpus parser
+            dropped, added to the report's `dropped`.
+        min_seconds: skip clips shorter than this (after any cut), with the
+            reason `"shorter than 0.1 s: 0.0001 s (1 sample)"`; 0 keeps
+            every non-empty clip.
         listed_counts: `{group: n}` utterances the corpus lists per group
-            before the parser skipped any, so that the shard plan (and the
-            number of shards) does not change when a file goes missing; see
-            `plan_shards`. Default: the utterances given.
+            before the parser skipped any, so that the shard plan does not
+            change when a file goes missing (`plan_shards`). Default: the
+            utterances given.
         strict: raise ValueError, naming the utterance and its file, on audio
             that cannot be read (or a segment past the end of its file)
-            instead of skipping it; clips shorter than `min_seconds` are
-            skipped either way.
+            instead of skipping it; short clips are skipped either way.
         manifest_extra: more JSON-able entries for the manifest (kept in
             `Manifest.extra`), e.g. an augmented directory's `augmentation`.
 
     Returns:
-        The report (also written to `out_dir/report.json`): `corpus`,
-        `num_utterances`, `num_examples`, `counts` (`{group: {class: n}}`),
-        `kept` (`total`, `by_group`, `by_label`), `dropped` (`total` and
-        `by_reason`: the parser's drops plus this stage's), `skipped`
-        (`[{"utterance_id", "audio_path", "reason", "stage"}]`), `truncated`
-        (`[{"utterance_id", "audio_path", "kept_seconds", "source_seconds"}]`),
-        `shards` (total / computed / reused), `timings_seconds` per stage
-        and `features` (the feature settings).
+        The report, also written to `out_dir/report.json` (its fields: see
+        "The report" in the module docstring).
 
     Raises:
         ValueError: no utterances, a duplicate id, a label not in
             `class_names`, a bad `shard_size`, `max_seconds`, `min_seconds`
             or `listed_counts`, or no readable utterance.
-
-    Example, on IEMOCAP parsed into `parsed` (not run as a test: the corpus
-    is not shipped):
-
-    >>> report = prepare_utterances(
-    ...     parsed.utterances, "records/iemocap", class_names=CLASS_NAMES,
-    ...     corpus="iemocap", audio_layer=LogMelFeatures(),
-    ...     text_encoder=TextEncoder())  # doctest: +SKIP
-    >>> report["num_examples"]  # doctest: +SKIP
-    5531
     """
+    plan = _plan_run(
+        utterances, out_dir, class_names, audio_layer, text_encoder, sample_rate,
+        shard_size, max_seconds, min_seconds, listed_counts,
+    )
+    extraction = _Extraction(
+        class_index={name: index for index, name in enumerate(plan.class_names)},
+        audio_layer=audio_layer, text_encoder=text_encoder, sample_rate=sample_rate,
+        read_audio=read_audio, extract_audio=extract_audio, max_seconds=max_seconds,
+        min_seconds=min_seconds, strict=strict,
+    )
+    outcome = _compute_shards(plan, extraction, corpus, progress)
+    summary = _summarise_shards(plan, outcome.sidecars)
+    report = _run_report(plan, outcome, summary, corpus, dropped_by_parser, report_extra)
+    _write_run_manifest(plan, summary, report["features"], corpus, manifest_extra)
+    return report
+
+
+@dataclasses.dataclass(frozen=True)
+class _Plan:
+    """The plan stage's result, read by the compute and report stages.
+
+    Attributes:
+        out_dir: the records directory (a string).
+        ordered: the utterances, sorted by id.
+        class_names: the class names (a list).
+        settings: the feature settings, hashed into every shard's digest.
+        shards: `plan_shards`' plan, one list of utterances per shard.
+        shard_size: the `shard_size` asked for.
+        max_seconds: as given (None: clips are not cut).
+        min_seconds: as given.
+    """
+
+    out_dir: str
+    ordered: list
+    class_names: list
+    settings: dict
+    shards: list
+    shard_size: int
+    max_seconds: object
+    min_seconds: float
+
+
+@dataclasses.dataclass(frozen=True)
+class _Outcome:
+    """The compute stage's result: a sidecar per planned shard, and how long it took."""
+
+    sidecars: list
+    computed: int
+    reused: int
+    timings: dict
+
+
+def _check_limits(shard_size, max_seconds, min_seconds):
+    """Raises ValueError on a bad `shard_size`, `max_seconds` or `min_seconds`."""
     if isinstance(shard_size, bool) or not isinstance(shard_size, int) or shard_size < 1:
         raise ValueError(f"shard_size must be a positive integer, got {shard_size!r}.")
     if max_seconds is not None and (
@@ -648,21 +752,16 @@ def prepare_utterances(
             f"min_seconds ({min_seconds}) is above max_seconds ({max_seconds}): every clip "
             "would be skipped."
         )
-    class_names = list(class_names)
-    if len(set(class_names)) != len(class_names) or not class_names:
-        raise ValueError(f"class_names must be distinct and non-empty, got {class_names}.")
-    ordered = _validate_utterances(utterances, class_names)
-    class_index = {name: index for index, name in enumerate(class_names)}
-    out_dir = os.fspath(out_dir)
-    os.makedirs(out_dir, exist_ok=True)
-    _remove_leftovers(out_dir)
 
-    audio_settings = _audio_layer_settings(audio_layer)
+
+def _feature_settings(class_names, sample_rate, audio_layer, text_encoder, max_seconds,
+                      min_seconds):
+    """The settings a shard's features depend on (hashed into its digest)."""
     settings = {
         "format_version": records.FORMAT_VERSION,
         "class_names": class_names,
         "sample_rate": sample_rate,
-        "audio_layer": audio_settings,
+        "audio_layer": _audio_layer_settings(audio_layer),
         "text_encoder": _text_encoder_name(text_encoder),
         "text_encoder_type": type(text_encoder).__name__,
         "max_tokens": getattr(text_encoder, "max_tokens", None),
@@ -673,71 +772,115 @@ def prepare_utterances(
         settings["max_seconds"] = float(max_seconds)
     # Always: records of versions without the limit may hold 1-frame examples.
     settings["min_seconds"] = float(min_seconds)
+    return settings
 
-    plan = plan_shards(ordered, shard_size, listed_counts)
-    num_shards = len(plan)
+
+def _plan_run(utterances, out_dir, class_names, audio_layer, text_encoder, sample_rate,
+              shard_size, max_seconds, min_seconds, listed_counts):
+    """The plan stage: checks the arguments, clears `out_dir` of a previous
+    run's temporary files and manifest, and plans the shards; returns a `_Plan`."""
+    _check_limits(shard_size, max_seconds, min_seconds)
+    class_names = list(class_names)
+    if len(set(class_names)) != len(class_names) or not class_names:
+        raise ValueError(f"class_names must be distinct and non-empty, got {class_names}.")
+    ordered = _validate_utterances(utterances, class_names)
+    out_dir = os.fspath(out_dir)
+    os.makedirs(out_dir, exist_ok=True)
+    _remove_leftovers(out_dir)
+    settings = _feature_settings(
+        class_names, sample_rate, audio_layer, text_encoder, max_seconds, min_seconds
+    )
+    return _Plan(
+        out_dir=out_dir,
+        ordered=ordered,
+        class_names=class_names,
+        settings=settings,
+        shards=plan_shards(ordered, shard_size, listed_counts),
+        shard_size=shard_size,
+        max_seconds=max_seconds,
+        min_seconds=min_seconds,
+    )
+
+
+def _compute_shards(plan, extraction, corpus, progress):
+    """The compute stage: reuses or computes every planned shard, in order,
+    then removes the shards of an earlier plan; returns an `_Outcome`."""
     timings = dict.fromkeys(_STAGES, 0.0)
     started = time.perf_counter()
     sidecars = []
     computed = reused = 0
     with tqdm.tqdm(
-        total=len(ordered), desc=f"prepare {corpus}", unit="utt", disable=not progress
+        total=len(plan.ordered), desc=f"prepare {corpus}", unit="utt", disable=not progress
     ) as bar:
-        for index, planned in enumerate(plan):
-            shard_path = os.path.join(out_dir, records.shard_name(index, num_shards))
-            digest = _digest(settings, planned)
+        for index, planned in enumerate(plan.shards):
+            shard_path = os.path.join(plan.out_dir, records.shard_name(index, len(plan.shards)))
+            digest = _digest(plan.settings, planned)
             sidecar = _load_completed_shard(shard_path, digest)
-            if sidecar is not None and strict:
-                # A shard a non-strict run finished with unreadable audio in it.
-                faults = [item for item in sidecar["skipped"] if _is_fault(item["reason"])]
-                if faults:
-                    raise ValueError(
-                        f"utterance {faults[0]['utterance_id']!r} ({faults[0]['audio_path']}): "
-                        f"{faults[0]['reason']} (strict: stopping instead of skipping it)"
-                    )
             if sidecar is not None:
+                if extraction.strict:
+                    _check_strict_reuse(sidecar)
                 reused += 1
             else:
                 # A sidecar only ever sits beside the shard it describes.
                 remove_quietly(_sidecar_path(shard_path))
-                sidecar, shard_timings = _compute_shard(
-                    planned,
-                    shard_path,
-                    digest,
-                    class_index=class_index,
-                    audio_layer=audio_layer,
-                    text_encoder=text_encoder,
-                    sample_rate=sample_rate,
-                    read_audio=read_audio,
-                    extract_audio=extract_audio,
-                    max_seconds=max_seconds,
-                    min_seconds=min_seconds,
-                    strict=strict,
-                )
+                sidecar, shard_timings = _compute_shard(planned, shard_path, digest, extraction)
                 computed += 1
                 for stage, seconds in shard_timings.items():
                     timings[stage] += seconds
             sidecars.append(sidecar)
             bar.update(len(planned))
     timings["total"] = time.perf_counter() - started
+    _remove_stale_shards(plan.out_dir, sidecars)
+    return _Outcome(sidecars=sidecars, computed=computed, reused=reused, timings=timings)
 
-    # Shards of an earlier plan (another shard count) are no longer listed.
+
+def _check_strict_reuse(sidecar):
+    """Raises on a finished shard a non-strict run wrote with unreadable audio in it."""
+    faults = [item for item in sidecar["skipped"] if _is_fault(item["reason"])]
+    if faults:
+        raise ValueError(
+            f"utterance {faults[0]['utterance_id']!r} ({faults[0]['audio_path']}): "
+            f"{faults[0]['reason']} (strict: stopping instead of skipping it)"
+        )
+
+
+def _remove_stale_shards(out_dir, sidecars):
+    """Removes the shards (and sidecars) of an earlier plan, with another shard count."""
     current = {sidecar["file"] for sidecar in sidecars}
     current |= {name + SIDECAR_SUFFIX for name in current}
     for name in os.listdir(out_dir):
         if _SHARD_FILE.match(name) and name not in current:
             remove_quietly(os.path.join(out_dir, name))
 
-    by_id = {utterance.utterance_id: utterance for utterance in ordered}
-    counts = {}
-    shards = []
-    skipped = []
-    truncated = []
+
+@dataclasses.dataclass(frozen=True)
+class _Summary:
+    """What the shards of a run hold, summed from their sidecars once.
+
+    Attributes:
+        counts: `{group: {class: n}}`, groups sorted.
+        shards: the manifest's shard list (`file`, `count`, `groups`).
+        skipped: every skipped utterance, in shard order.
+        truncated: every kept utterance that was cut, in shard order.
+        num_examples: the examples written.
+    """
+
+    counts: dict
+    shards: list
+    skipped: list
+    truncated: list
+    num_examples: int
+
+
+def _summarise_shards(plan, sidecars):
+    """The `_Summary` of a run's sidecars."""
+    by_id = {utterance.utterance_id: utterance for utterance in plan.ordered}
+    counts, shards, skipped, truncated = {}, [], [], []
     for sidecar in sidecars:
         shard_groups = {}
         for utterance_id in sidecar["utterance_ids"]:
             utterance = by_id[utterance_id]
-            group_counts = counts.setdefault(utterance.group, dict.fromkeys(class_names, 0))
+            group_counts = counts.setdefault(utterance.group, dict.fromkeys(plan.class_names, 0))
             group_counts[utterance.label] += 1
             shard_groups[utterance.group] = shard_groups.get(utterance.group, 0) + 1
         shards.append(
@@ -745,41 +888,60 @@ def prepare_utterances(
         )
         skipped.extend(sidecar["skipped"])
         truncated.extend(sidecar.get("truncated", []))
-    counts = {group: counts[group] for group in sorted(counts)}
-    num_examples = sum(shard["count"] for shard in shards)
+    return _Summary(
+        counts={group: counts[group] for group in sorted(counts)},
+        shards=shards,
+        skipped=skipped,
+        truncated=truncated,
+        num_examples=sum(shard["count"] for shard in shards),
+    )
+
+
+def _report_features(plan, sidecars):
+    """The report's `features`: the settings and the dims of the prepared frames."""
     dims = [(s["audio_dim"], s["text_dim"]) for s in sidecars if s["audio_dim"] is not None]
     audio_dim, text_dim = dims[0] if dims else (None, None)
-
-    features = {
-        "sample_rate": sample_rate,
+    audio_settings = plan.settings["audio_layer"]
+    return {
+        "sample_rate": plan.settings["sample_rate"],
         "pooling": audio_settings.get("pooling"),
         "max_frames": audio_settings.get("max_frames"),
-        "max_tokens": settings["max_tokens"],
+        "max_tokens": plan.settings["max_tokens"],
         "audio_dim": audio_dim,
         "text_dim": text_dim,
-        "text_encoder": settings["text_encoder"],
+        "text_encoder": plan.settings["text_encoder"],
         "audio_layer": audio_settings,
-        "shard_size": shard_size,
-        "max_seconds": max_seconds,
-        "min_seconds": float(min_seconds),
+        "shard_size": plan.shard_size,
+        "max_seconds": plan.max_seconds,
+        "min_seconds": float(plan.min_seconds),
     }
-    by_label = dict.fromkeys(class_names, 0)
+
+
+def _dropped_reasons(dropped_by_parser, skipped):
+    """`{reason kind: count}`: the parser's drops plus this stage's skips."""
+    dropped = {str(reason): int(count) for reason, count in (dropped_by_parser or {}).items()}
+    for item in skipped:
+        reason = _reason_kind(item["reason"])
+        dropped[reason] = dropped.get(reason, 0) + 1
+    return dropped
+
+
+def _run_report(plan, outcome, summary, corpus, dropped_by_parser, report_extra):
+    """The report stage: builds and writes `report.json`; raises when no
+    utterance could be prepared (after writing it: it says why)."""
+    counts, num_examples = summary.counts, summary.num_examples
+    by_label = dict.fromkeys(plan.class_names, 0)
     for group_counts in counts.values():
         for label, count in group_counts.items():
             by_label[label] += count
-    dropped_reasons = {
-        str(reason): int(count) for reason, count in (dropped_by_parser or {}).items()
-    }
-    for item in skipped:
-        reason = _reason_kind(item["reason"])
-        dropped_reasons[reason] = dropped_reasons.get(reason, 0) + 1
+    dropped = _dropped_reasons(dropped_by_parser, summary.skipped)
     report = {
         "corpus": corpus,
-        "out_dir": os.path.abspath(out_dir),
-        "num_utterances": len(ordered),
+        "out_dir": os.path.abspath(plan.out_dir),
+        "num_utterances": len(plan.ordered),
         "num_examples": num_examples,
-        "num_skipped": len(skipped),
-        "num_truncated": len(truncated),
+        "num_skipped": len(summary.skipped),
+        "num_truncated": len(summary.truncated),
         "groups": sorted(counts),
         "counts": counts,
         "kept": {
@@ -787,53 +949,55 @@ def prepare_utterances(
             "by_group": {group: sum(values.values()) for group, values in counts.items()},
             "by_label": by_label,
         },
-        "dropped": {
-            "total": sum(dropped_reasons.values()),
-            "by_reason": dict(sorted(dropped_reasons.items())),
+        "dropped": {"total": sum(dropped.values()), "by_reason": dict(sorted(dropped.items()))},
+        "skipped": summary.skipped,
+        "truncated": summary.truncated,
+        "shards": {
+            "total": len(plan.shards), "computed": outcome.computed, "reused": outcome.reused
         },
-        "skipped": skipped,
-        "truncated": truncated,
-        "shards": {"total": num_shards, "computed": computed, "reused": reused},
-        "timings_seconds": {stage: round(seconds, 3) for stage, seconds in timings.items()},
-        "features": features,
+        "timings_seconds": {stage: round(seconds, 3) for stage, seconds in outcome.timings.items()},
+        "features": _report_features(plan, outcome.sidecars),
     }
     for key, value in (report_extra or {}).items():
         if key in report:
             raise ValueError(f"report_extra key {key!r} clashes with a report field.")
         report[key] = jsonable(value)
-    write_json_atomic(os.path.join(out_dir, REPORT_FILENAME), report)
-
+    report_path = os.path.join(plan.out_dir, REPORT_FILENAME)
+    write_json_atomic(report_path, report)
     if num_examples == 0:
+        first = summary.skipped[0]
         raise ValueError(
-            f"None of the {len(ordered)} utterances could be prepared (see "
-            f"{os.path.join(out_dir, REPORT_FILENAME)}); first reason: "
-            f"{skipped[0]['utterance_id']}: {skipped[0]['reason']}."
+            f"None of the {len(plan.ordered)} utterances could be prepared (see "
+            f"{report_path}); first reason: {first['utterance_id']}: {first['reason']}."
         )
+    return report
+
+
+def _write_run_manifest(plan, summary, features, corpus, manifest_extra):
+    """Writes `manifest.json`, last: it marks the directory as complete."""
     manifest = records.Manifest(
         format_version=records.FORMAT_VERSION,
         corpus=corpus,
-        class_names=class_names,
-        audio_dim=audio_dim,
-        text_dim=text_dim,
-        text_encoder=settings["text_encoder"],
+        class_names=plan.class_names,
+        audio_dim=features["audio_dim"],
+        text_dim=features["text_dim"],
+        text_encoder=plan.settings["text_encoder"],
         # The rate the log-Mel frames were computed at: the export's front end
         # must read waveforms at it.
-        sample_rate=int(sample_rate),
+        sample_rate=int(plan.settings["sample_rate"]),
         pooling=features["pooling"],
         max_frames=features["max_frames"],
         max_tokens=features["max_tokens"],
-        shards=shards,
-        num_examples=num_examples,
-        groups=sorted(counts),
-        counts=counts,
+        shards=summary.shards,
+        num_examples=summary.num_examples,
+        groups=sorted(summary.counts),
+        counts=summary.counts,
         # Not read by the pipeline: the shortest clip the examples were cut from.
-        min_seconds=float(min_seconds),
+        min_seconds=float(plan.min_seconds),
         extra=jsonable(manifest_extra or {}),
-        source=os.path.join(out_dir, records.MANIFEST_FILENAME),
+        source=os.path.join(plan.out_dir, records.MANIFEST_FILENAME),
     )
-    # Last: the manifest marks the directory as complete.
-    records.write_manifest(out_dir, manifest)
-    return report
+    records.write_manifest(plan.out_dir, manifest)
 
 
 # The most differences the stderr warning lists; report.json has all of them.
@@ -1114,37 +1278,21 @@ def format_augmentation(report):
 
 
 def prepare_corpus(
-    corpus,
-    data_dir,
-    out_dir,
-    *,
-    pooling,
-    max_frames,
-    max_tokens,
-    text_encoder_dir=None,
-    shard_size=256,
-    strict=False,
-    progress=True,
-    max_seconds=None,
-    text_encoder=None,
-    min_seconds=MIN_SECONDS_DEFAULT,
-    corpus_options=None,
-    sample_rate=16000,
-    speed_perturbation=(),
-    mel_bands=26,
+    corpus, data_dir, out_dir, *, pooling, max_frames, max_tokens, text_encoder_dir=None,
+    shard_size=256, strict=False, progress=True, max_seconds=None, text_encoder=None,
+    min_seconds=MIN_SECONDS_DEFAULT, corpus_options=None, sample_rate=16000,
+    speed_perturbation=(), mel_bands=26,
 ):
     """Parses a corpus and prepares its features as sharded TFRecords.
 
-    The corpus is read by its adapter in `smcn_tf.corpora.registry`. For the
-    real releases (`"iemocap"`, `"meld"`) the parsed counts are compared with
-    the published ones; when they differ a loud warning goes to stderr before
-    the (slow) feature extraction starts, and the differences go into the
-    report (`counts_check`).
+    The corpus is read by its adapter (`smcn_tf.corpora.registry`). For the
+    real releases (`"iemocap"`, `"meld"`) a parsed count that is not the
+    published one is warned about loudly on stderr before the (slow) feature
+    extraction, and recorded in the report (`counts_check`).
 
     Args:
-        corpus: a registered corpus name (`smcn_tf.corpora.registry.corpus_names()`):
-            `"iemocap"` or `"demo"` (IEMOCAP_full_release layout), `"meld"`
-            or `"demo-meld"` (MELD.Raw layout), `"csv"` (a CSV manifest).
+        corpus: a registered corpus name (`registry.corpus_names()`:
+            `"iemocap"`, `"demo"`, `"meld"`, `"demo-meld"`, `"csv"`).
         data_dir: the corpus root; for `"csv"` the manifest file.
         out_dir: the records directory.
         pooling: log-Mel frames averaged into one feature frame.
@@ -1157,97 +1305,85 @@ def prepare_corpus(
             audio that cannot be decoded, instead of skipping it.
         progress: show a progress bar.
         max_seconds: keep at most this many seconds of each clip (cut clips
-            are reported); None means the corpus' `defaults.max_seconds`
-            (30 s for MELD, no limit for IEMOCAP and csv).
-        text_encoder: an encoder object to use instead of loading
-            `TextEncoder(text_encoder_dir)` (anything with `dim`,
-            `max_tokens` and `encode(texts, progress=False)`).
-        min_seconds: skip clips shorter than this many seconds (reported);
-            default `MIN_SECONDS_DEFAULT` (0.1 s); 0 keeps every non-empty
-            clip.
-        corpus_options: the corpus' own options for its adapter's `load`,
-            e.g. `{"classes": ["ang", "hap"], "label_map": {"exc": "hap"}}`
-            for `"csv"`.
+            are reported); None: the corpus' `defaults.max_seconds` (30 s
+            for MELD, no limit for IEMOCAP and csv).
+        text_encoder: an encoder to use instead of loading
+            `TextEncoder(text_encoder_dir)` (see `prepare_utterances`).
+        min_seconds: skip shorter clips (reported); default
+            `MIN_SECONDS_DEFAULT` (0.1 s); 0 keeps every non-empty clip.
+        corpus_options: the options of the corpus adapter's `load`, e.g.
+            `{"classes": ["ang", "hap"], "label_map": {"exc": "hap"}}` (csv).
         sample_rate: the rate, in Hz, audio is read (and resampled) at and
-            the log-Mel frames are computed for (`features.sample_rate`;
-            default 16000, IEMOCAP's own rate).
+            the log-Mel frames are computed for (`features.sample_rate`).
         speed_perturbation: speed factors (`features.speed_perturbation`,
-            e.g. `[0.9, 1.1]`); when given, every prepared utterance is also
-            prepared once per factor, speed-perturbed, into
-            `<out_dir>/augmented` (see `prepare_speed_copies`), after
-            `out_dir` itself, whose records stay as they are without it.
-        mel_bands: log-Mel bands per frame (`features.mel_bands`; 26 gives
-            the paper's 78-d frames). The export reads the count back from
-            the model's `audio_dim`.
+            e.g. `[0.9, 1.1]`): after `out_dir` (whose records stay as they
+            are), every prepared utterance is prepared once per factor,
+            speed-perturbed, into `<out_dir>/augmented`.
+        mel_bands: log-Mel bands per frame (`features.mel_bands`; 26: the
+            paper's 78-d frames; the export reads it back from `audio_dim`).
 
     Returns:
-        The report of `prepare_utterances`, plus `data_dir`, `parser` (for
-        IEMOCAP layouts `dropped_labels`, `skipped`, `kept_labels`, `counts`;
-        for MELD layouts `skipped`, `unannotated_media` (per split `count` and
-        `examples`), `encodings`, `files`, `counts`; for csv `manifest`,
-        `rows`, `classes`, `label_map`, `dropped_labels`, `kept_labels`,
-        `skipped`, `counts`) and `counts_check` (`reference`, `headline`,
-        `rows` of parsed and expected counts, `warnings`; see
-        `format_counts_table`), and with `speed_perturbation`
-        `augmentation` (the summary of `prepare_speed_copies`; also in the
-        manifest).
+        The report of `prepare_utterances` plus `data_dir`, `parser`,
+        `counts_check` and, with `speed_perturbation`, `augmentation` (see
+        "The report" in the module docstring).
 
     Raises:
         ValueError: an unknown corpus (the message lists the known ones), an
             option the corpus does not take, or a corpus with no usable
             utterance.
         CorpusFormatError: the corpus is malformed (see the parsers).
-
-    Example, on the MELD.Raw release (not run as a test: it is not shipped):
-
-    >>> prepare_corpus("meld", "data/MELD.Raw", "records/meld",
-    ...                pooling=4, max_frames=500, max_tokens=100)  # doctest: +SKIP
     """
     adapter = registry.get_corpus(corpus)
     speeds = check_speeds(speed_perturbation or ())
-    if max_seconds is None:
-        max_seconds = adapter.defaults.max_seconds
     # Parse first: corpus errors surface before the slow model loads.
-    loaded = adapter.load(data_dir, strict=strict, **(corpus_options or {}))
-    counts_check = loaded.counts_check
-    if counts_check["warnings"]:
-        _warn_loudly(corpus, data_dir, counts_check, sys.stderr)
-    if not loaded.utterances:
-        raise ValueError(f"No usable utterances found in {data_dir} (corpus {corpus!r}).")
+    loaded = _load_corpus(adapter, corpus, data_dir, strict, corpus_options)
     audio_layer = LogMelFeatures(
         sample_rate=sample_rate, pooling=pooling, max_frames=max_frames, num_mel_bins=mel_bands
     )
     if text_encoder is None:
         text_encoder = TextEncoder(text_encoder_dir, max_tokens=max_tokens)
     settings = dict(
-        class_names=loaded.class_names,
-        corpus=corpus,
-        audio_layer=audio_layer,
-        text_encoder=text_encoder,
-        sample_rate=audio_layer.sample_rate,
-        shard_size=shard_size,
-        progress=progress,
-        max_seconds=max_seconds,
-        min_seconds=min_seconds,
-        strict=strict,
+        class_names=loaded.class_names, corpus=corpus, audio_layer=audio_layer,
+        text_encoder=text_encoder, sample_rate=audio_layer.sample_rate, shard_size=shard_size,
+        progress=progress, min_seconds=min_seconds, strict=strict,
+        max_seconds=adapter.defaults.max_seconds if max_seconds is None else max_seconds,
     )
     report = prepare_utterances(
-        loaded.utterances,
-        out_dir,
-        listed_counts=loaded.listed_counts,
-        dropped_by_parser=loaded.dropped,
-        report_extra={
-            "data_dir": os.path.abspath(os.fspath(data_dir)),
-            "parser": loaded.parser_report,
-            "counts_check": counts_check,
-        },
+        loaded.utterances, out_dir, listed_counts=loaded.listed_counts,
+        dropped_by_parser=loaded.dropped, report_extra=_corpus_report(data_dir, loaded),
         **settings,
     )
     if speeds:
-        skipped = {item["utterance_id"] for item in report["skipped"]}
-        prepared = [u for u in loaded.utterances if u.utterance_id not in skipped]
-        _, summary = prepare_speed_copies(
-            prepared, out_dir, speeds, listed_counts=loaded.listed_counts, **settings
-        )
-        _record_augmentation(os.fspath(out_dir), report, summary)
+        _prepare_speed_copies_of(loaded, report, out_dir, speeds, settings)
     return report
+
+
+def _load_corpus(adapter, corpus, data_dir, strict, corpus_options):
+    """Parses the corpus (warning loudly on counts that differ from the
+    published ones); raises ValueError when it has no usable utterance."""
+    loaded = adapter.load(data_dir, strict=strict, **(corpus_options or {}))
+    if loaded.counts_check["warnings"]:
+        _warn_loudly(corpus, data_dir, loaded.counts_check, sys.stderr)
+    if not loaded.utterances:
+        raise ValueError(f"No usable utterances found in {data_dir} (corpus {corpus!r}).")
+    return loaded
+
+
+def _corpus_report(data_dir, loaded):
+    """What `prepare_corpus` adds to the report: the corpus, as parsed."""
+    return {
+        "data_dir": os.path.abspath(os.fspath(data_dir)),
+        "parser": loaded.parser_report,
+        "counts_check": loaded.counts_check,
+    }
+
+
+def _prepare_speed_copies_of(loaded, report, out_dir, speeds, settings):
+    """Prepares the speed-perturbed copies of the utterances `report` kept,
+    and records them in `out_dir`'s report and manifest."""
+    skipped = {item["utterance_id"] for item in report["skipped"]}
+    prepared = [u for u in loaded.utterances if u.utterance_id not in skipped]
+    _, summary = prepare_speed_copies(
+        prepared, out_dir, speeds, listed_counts=loaded.listed_counts, **settings
+    )
+    _record_augmentation(os.fspath(out_dir), report, summary)
