@@ -314,32 +314,10 @@ def parse_csv_corpus(manifest, classes=None, label_map=None, strict=False):
     """
     class_names = None if classes is None else parse_classes(classes)
     mapping = {} if label_map is None else parse_label_map(label_map)
-    manifest_path = pathlib.Path(manifest)
-    if manifest_path.is_dir():
-        raise CorpusFormatError(
-            manifest_path, "is a folder; the csv corpus reads a manifest CSV file"
-        )
-    if not manifest_path.is_file():
-        raise CorpusFormatError(manifest_path, "the manifest CSV file does not exist")
-    base = manifest_path.parent
-    text = _read_text(manifest_path)
-
-    rows = read_csv_rows(manifest_path, text)
-    header = None
-    for line_number, fields in rows:
-        if not _is_blank(fields):
-            header = (line_number, fields)
-            break
-    if header is None:
-        raise CorpusFormatError(
-            manifest_path,
-            f"the manifest is empty; expected a header row naming the columns "
-            f"({', '.join(REQUIRED_COLUMNS)}, optional {', '.join(OPTIONAL_COLUMNS)})",
-            1,
-        )
-    positions = _read_header(manifest_path, *header)
-    width = len(header[1])
-
+    manifest_path = _check_manifest_file(manifest)
+    rows = read_csv_rows(manifest_path, _read_text(manifest_path))
+    header_line, header = _find_header(manifest_path, rows)
+    positions = _read_header(manifest_path, header_line, header)
     # First pass: every row is checked, whatever its label, so a malformed
     # manifest fails the same way whichever classes are asked for.
     parsed_rows = []
@@ -347,66 +325,100 @@ def parse_csv_corpus(manifest, classes=None, label_map=None, strict=False):
     for line_number, fields in rows:
         if _is_blank(fields):
             continue
-        if len(fields) != width:
+        row = _parse_row(manifest_path, line_number, fields, positions, len(header), mapping)
+        if row["id"] in first_line_of:
+            column = "id" if row["id_given"] else "path"
             raise CorpusFormatError(
                 manifest_path,
-                f"expected {width} fields as in the header, got {len(fields)}",
+                f"column {column!r}: duplicate id {row['id']!r} (first on line "
+                f"{first_line_of[row['id']]}, again on line {line_number})",
                 line_number,
             )
-
-        def cell(name, fields=fields):
-            return fields[positions[name]].strip() if name in positions else ""
-
-        for name in REQUIRED_COLUMNS:
-            if not cell(name):
-                raise CorpusFormatError(
-                    manifest_path,
-                    f"column {name!r} is empty; every row needs {', '.join(REQUIRED_COLUMNS)}",
-                    line_number,
-                )
-        start = _parse_seconds(cell("start"), "start", manifest_path, line_number)
-        end = _parse_seconds(cell("end"), "end", manifest_path, line_number)
-        if end is not None and end <= (start or 0.0):
-            raise CorpusFormatError(
-                manifest_path,
-                f"column 'end': {cell('end')} s is not after the start "
-                f"({cell('start') or 0} s)",
-                line_number,
-            )
-        path_text = cell("path")
-        utterance_id = cell("id") or _segment_id(path_text, start, end)
-        if utterance_id in first_line_of:
-            column = "id" if cell("id") else "path"
-            raise CorpusFormatError(
-                manifest_path,
-                f"column {column!r}: duplicate id {utterance_id!r} (first on line "
-                f"{first_line_of[utterance_id]}, again on line {line_number})",
-                line_number,
-            )
-        first_line_of[utterance_id] = line_number
-        audio_path = pathlib.Path(path_text)
-        if not audio_path.is_absolute():
-            audio_path = base / audio_path
-        raw_label = cell("label")
-        parsed_rows.append(
-            {
-                "line": line_number,
-                "id": utterance_id,
-                "audio_path": os.fspath(audio_path),
-                "transcript": " ".join(cell("transcript").split()),
-                "raw_label": raw_label,
-                "label": mapping.get(raw_label, raw_label),
-                "group": cell("group"),
-                "speaker": cell("speaker") or cell("group"),
-                "start": start,
-                "end": end,
-            }
-        )
-
+        first_line_of[row["id"]] = line_number
+        parsed_rows.append(row)
     if class_names is None:
         # Over every row, missing files included: the classes (and so the
         # stored label indices) must not depend on which files are present.
         class_names = tuple(dict.fromkeys(row["label"] for row in parsed_rows))
+    return _select_rows(manifest_path, parsed_rows, class_names, strict)
+
+
+def _check_manifest_file(manifest):
+    """The manifest as a `pathlib.Path`; raises when it is not a file."""
+    manifest_path = pathlib.Path(manifest)
+    if manifest_path.is_dir():
+        raise CorpusFormatError(
+            manifest_path, "is a folder; the csv corpus reads a manifest CSV file"
+        )
+    if not manifest_path.is_file():
+        raise CorpusFormatError(manifest_path, "the manifest CSV file does not exist")
+    return manifest_path
+
+
+def _find_header(manifest_path, rows):
+    """`(line number, fields)` of the first non-blank row: the header."""
+    for line_number, fields in rows:
+        if not _is_blank(fields):
+            return line_number, fields
+    raise CorpusFormatError(
+        manifest_path,
+        f"the manifest is empty; expected a header row naming the columns "
+        f"({', '.join(REQUIRED_COLUMNS)}, optional {', '.join(OPTIONAL_COLUMNS)})",
+        1,
+    )
+
+
+def _parse_row(manifest_path, line_number, fields, positions, width, mapping):
+    """One data row, checked, as a dict (`id_given`: its id is in the `id` column)."""
+    if len(fields) != width:
+        raise CorpusFormatError(
+            manifest_path,
+            f"expected {width} fields as in the header, got {len(fields)}",
+            line_number,
+        )
+
+    def cell(name):
+        return fields[positions[name]].strip() if name in positions else ""
+
+    for name in REQUIRED_COLUMNS:
+        if not cell(name):
+            raise CorpusFormatError(
+                manifest_path,
+                f"column {name!r} is empty; every row needs {', '.join(REQUIRED_COLUMNS)}",
+                line_number,
+            )
+    start = _parse_seconds(cell("start"), "start", manifest_path, line_number)
+    end = _parse_seconds(cell("end"), "end", manifest_path, line_number)
+    if end is not None and end <= (start or 0.0):
+        raise CorpusFormatError(
+            manifest_path,
+            f"column 'end': {cell('end')} s is not after the start "
+            f"({cell('start') or 0} s)",
+            line_number,
+        )
+    path_text = cell("path")
+    audio_path = pathlib.Path(path_text)
+    if not audio_path.is_absolute():
+        audio_path = manifest_path.parent / audio_path
+    raw_label = cell("label")
+    return {
+        "line": line_number,
+        "id": cell("id") or _segment_id(path_text, start, end),
+        "id_given": bool(cell("id")),
+        "audio_path": os.fspath(audio_path),
+        "transcript": " ".join(cell("transcript").split()),
+        "raw_label": raw_label,
+        "label": mapping.get(raw_label, raw_label),
+        "group": cell("group"),
+        "speaker": cell("speaker") or cell("group"),
+        "start": start,
+        "end": end,
+    }
+
+
+def _select_rows(manifest_path, parsed_rows, class_names, strict):
+    """The second pass: keeps the rows of the classes whose audio file exists;
+    returns the `CsvParseResult`."""
     wanted = set(class_names)
     utterances, skipped = [], []
     dropped_labels, kept_labels, listed, lines = {}, {}, {}, {}
