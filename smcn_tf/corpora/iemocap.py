@@ -323,6 +323,18 @@ def _validate_sessions(sessions):
     return sorted(set(numbers))
 
 
+@dataclasses.dataclass
+class _Found:
+    """What `parse_iemocap` has found so far, over the sessions it read."""
+
+    utterances: list = dataclasses.field(default_factory=list)
+    dropped_labels: dict = dataclasses.field(default_factory=dict)
+    kept_labels: dict = dataclasses.field(default_factory=dict)
+    skipped: list = dataclasses.field(default_factory=list)
+    # utterance id -> (label file, line) of its label, to name a second one.
+    labelled_at: dict = dataclasses.field(default_factory=dict)
+
+
 def parse_iemocap(root, sessions=ALL_SESSIONS, strict=True):
     """Parse the 4-class utterances of an IEMOCAP_full_release tree.
 
@@ -346,80 +358,78 @@ def parse_iemocap(root, sessions=ALL_SESSIONS, strict=True):
     root_path = pathlib.Path(root)
     if not root_path.is_dir():
         raise CorpusFormatError(root_path, "IEMOCAP root directory does not exist")
-
-    utterances = []
-    dropped_labels = {}
-    kept_labels = {}
-    skipped = []
-    labelled_at = {}
+    found = _Found()
     for session in session_numbers:
-        session_path = root_path / f"Session{session}"
-        evaluation_path = session_path / "dialog" / "EmoEvaluation"
-        if not evaluation_path.is_dir():
-            raise CorpusFormatError(
-                evaluation_path, f"missing the EmoEvaluation folder of Session{session}"
-            )
-        transcription_path = session_path / "dialog" / "transcriptions"
-        transcripts = _read_transcriptions(transcription_path)
-        group = f"Session{session}"
-        for label_path in _text_files(evaluation_path):
-            for line_number, line in enumerate(read_text_lines(label_path), start=1):
-                # Only label lines start with "["; the header ("%"), blank lines
-                # and per-evaluator lines ("C-E1:", "A-E2:") are not labels.
-                if not line.lstrip().startswith("["):
-                    continue
-                utterance_id, raw_label = _parse_label_line(
-                    line, label_path, line_number, session
-                )
-                if utterance_id in labelled_at:
-                    first_path, first_line = labelled_at[utterance_id]
-                    raise CorpusFormatError(
-                        label_path,
-                        f"{utterance_id} is labelled twice (first at {first_path}:{first_line})",
-                        line_number,
-                    )
-                labelled_at[utterance_id] = (label_path, line_number)
-                label = LABEL_MAP.get(raw_label)
-                if label is None:
-                    dropped_labels[raw_label] = dropped_labels.get(raw_label, 0) + 1
-                    continue
-                parts = parse_utterance_id(utterance_id)
-                dialog = parts["dialog"]
-                audio_path = session_path / "sentences" / "wav" / dialog / f"{utterance_id}.wav"
-                reason = None
-                if utterance_id not in transcripts:
-                    reason = (
-                        "no transcription line in "
-                        f"{transcription_path / (dialog + '.txt')}"
-                    )
-                elif not audio_path.is_file():
-                    reason = f"missing audio file {audio_path}"
-                if reason is not None:
-                    if strict:
-                        raise CorpusFormatError(
-                            label_path, f"{utterance_id}: {reason}", line_number
-                        )
-                    skipped.append((utterance_id, reason))
-                    continue
-                kept_labels[raw_label] = kept_labels.get(raw_label, 0) + 1
-                utterances.append(
-                    Utterance(
-                        utterance_id=utterance_id,
-                        audio_path=os.fspath(audio_path),
-                        transcript=transcripts[utterance_id],
-                        label=label,
-                        speaker=parts["speaker"],
-                        group=group,
-                    )
-                )
-    utterances.sort(key=lambda utterance: utterance.utterance_id)
-    skipped.sort()
+        _parse_session(root_path / f"Session{session}", session, strict, found)
+    found.utterances.sort(key=lambda utterance: utterance.utterance_id)
+    found.skipped.sort()
     return ParseResult(
-        utterances=utterances,
-        dropped_labels=dict(sorted(dropped_labels.items())),
-        skipped=skipped,
-        kept_labels=dict(sorted(kept_labels.items())),
+        utterances=found.utterances,
+        dropped_labels=dict(sorted(found.dropped_labels.items())),
+        skipped=found.skipped,
+        kept_labels=dict(sorted(found.kept_labels.items())),
     )
+
+
+def _parse_session(session_path, session, strict, found):
+    """Adds the labelled turns of one session to `found`."""
+    evaluation_path = session_path / "dialog" / "EmoEvaluation"
+    if not evaluation_path.is_dir():
+        raise CorpusFormatError(
+            evaluation_path, f"missing the EmoEvaluation folder of Session{session}"
+        )
+    transcription_path = session_path / "dialog" / "transcriptions"
+    transcripts = _read_transcriptions(transcription_path)
+    for label_path in _text_files(evaluation_path):
+        for line_number, line in enumerate(read_text_lines(label_path), start=1):
+            # Only label lines start with "["; the header ("%"), blank lines
+            # and per-evaluator lines ("C-E1:", "A-E2:") are not labels.
+            if not line.lstrip().startswith("["):
+                continue
+            utterance_id, raw_label = _parse_label_line(line, label_path, line_number, session)
+            if utterance_id in found.labelled_at:
+                first_path, first_line = found.labelled_at[utterance_id]
+                raise CorpusFormatError(
+                    label_path,
+                    f"{utterance_id} is labelled twice (first at {first_path}:{first_line})",
+                    line_number,
+                )
+            found.labelled_at[utterance_id] = (label_path, line_number)
+            label = LABEL_MAP.get(raw_label)
+            if label is None:
+                found.dropped_labels[raw_label] = found.dropped_labels.get(raw_label, 0) + 1
+                continue
+            parts = parse_utterance_id(utterance_id)
+            audio_path = (
+                session_path / "sentences" / "wav" / parts["dialog"] / f"{utterance_id}.wav"
+            )
+            reason = _missing_reason(utterance_id, transcripts, transcription_path, audio_path)
+            if reason is not None:
+                if strict:
+                    raise CorpusFormatError(label_path, f"{utterance_id}: {reason}", line_number)
+                found.skipped.append((utterance_id, reason))
+                continue
+            found.kept_labels[raw_label] = found.kept_labels.get(raw_label, 0) + 1
+            found.utterances.append(
+                Utterance(
+                    utterance_id=utterance_id,
+                    audio_path=os.fspath(audio_path),
+                    transcript=transcripts[utterance_id],
+                    label=label,
+                    speaker=parts["speaker"],
+                    group=f"Session{session}",
+                )
+            )
+
+
+def _missing_reason(utterance_id, transcripts, transcription_path, audio_path):
+    """Why a labelled turn cannot be kept (no transcription, no audio), or None."""
+    if utterance_id not in transcripts:
+        dialog = parse_utterance_id(utterance_id)["dialog"]
+        return f"no transcription line in {transcription_path / (dialog + '.txt')}"
+    if not audio_path.is_file():
+        return f"missing audio file {audio_path}"
+    return None
 
 
 def compare_to_expected(counts, expected=None):
