@@ -332,13 +332,11 @@ def _parse_split(root, split, strict, result, utterances_by_split):
     text, encoding = read_csv_text(csv_path)
     result.encodings[split] = encoding
     result.files[split] = {"csv": os.fspath(csv_path), "media_folder": os.fspath(media_folder)}
-
     rows = read_csv_rows(csv_path, text)
     header = next(rows, None)
     if header is None:
         raise CorpusFormatError(csv_path, "the file is empty; expected a header line", 1)
     positions = _read_header(header[1], csv_path)
-    width = len(header[1])
 
     rows_by_label = {name: 0 for name in CLASS_NAMES}
     row_count = 0
@@ -348,66 +346,32 @@ def _parse_split(root, split, strict, result, utterances_by_split):
     for line_number, fields in rows:
         if not fields or (len(fields) == 1 and not fields[0].strip()):
             continue  # A blank line, e.g. at the end of the file.
-        if len(fields) != width:
-            raise CorpusFormatError(
-                csv_path,
-                f"expected {width} fields as in the header, got {len(fields)}",
-                line_number,
-            )
-
-        def field(name):
-            return fields[positions[name]]
-
-        dialogue = _parse_id(field("Dialogue_ID"), "Dialogue_ID", csv_path, line_number)
-        turn = _parse_id(field("Utterance_ID"), "Utterance_ID", csv_path, line_number)
-        label = field("Emotion").strip().lower()
-        if label not in CLASS_NAMES:
-            raise CorpusFormatError(
-                csv_path,
-                f"Emotion {field('Emotion')!r} is not one of {', '.join(CLASS_NAMES)}",
-                line_number,
-            )
-        if "Sentiment" in positions:
-            sentiment = field("Sentiment").strip().lower()
-            if sentiment not in SENTIMENTS:
-                raise CorpusFormatError(
-                    csv_path,
-                    f"Sentiment {field('Sentiment')!r} is not one of {', '.join(SENTIMENTS)}",
-                    line_number,
-                )
+        row = _parse_row(csv_path, line_number, fields, positions, len(header[1]))
         row_count += 1
-        rows_by_label[label] += 1
-
-        utterance_id = f"{split}_dia{dialogue}_utt{turn}"
-        media_name = f"dia{dialogue}_utt{turn}.mp4"
+        rows_by_label[row["label"]] += 1
+        utterance_id = f"{split}_dia{row['dialogue']}_utt{row['turn']}"
+        media_name = f"dia{row['dialogue']}_utt{row['turn']}.mp4"
         used_media.add(media_name)
         reason = None
         if utterance_id in seen:
             reason = f"annotated twice in {csv_path.name} (first on line {seen[utterance_id]})"
-        elif media_name not in media:
-            reason = f"missing media file {media_folder / media_name}"
-        elif media[media_name] == 0:
-            reason = f"empty media file {media_folder / media_name} (0 bytes)"
         else:
-            seen[utterance_id] = line_number
+            reason = _media_fault(media, media_folder, media_name)
         if reason is not None:
             if strict:
                 raise CorpusFormatError(csv_path, f"{utterance_id}: {reason}", line_number)
             result.skipped.append((utterance_id, reason))
             continue
-        kept.append(
-            (
-                (dialogue, turn),
-                Utterance(
-                    utterance_id=utterance_id,
-                    audio_path=os.fspath(media_folder / media_name),
-                    transcript=normalize_transcript(field("Utterance")),
-                    label=label,
-                    speaker=" ".join(field("Speaker").split()),
-                    group=split,
-                ),
-            )
+        seen[utterance_id] = line_number
+        utterance = Utterance(
+            utterance_id=utterance_id,
+            audio_path=os.fspath(media_folder / media_name),
+            transcript=normalize_transcript(row["utterance"]),
+            label=row["label"],
+            speaker=" ".join(row["speaker"].split()),
+            group=split,
         )
+        kept.append(((row["dialogue"], row["turn"]), utterance))
 
     kept.sort(key=lambda item: item[0])
     utterances_by_split[split] = [utterance for _, utterance in kept]
@@ -416,6 +380,54 @@ def _parse_split(root, split, strict, result, utterances_by_split):
     result.unannotated_media[split] = sorted(
         (name for name in media if name not in used_media), key=_media_sort_key
     )
+
+
+def _parse_row(csv_path, line_number, fields, positions, width):
+    """One annotated row, checked: `dialogue`, `turn` (ints), `label` (a
+    class), and the `utterance` and `speaker` fields as written."""
+    if len(fields) != width:
+        raise CorpusFormatError(
+            csv_path,
+            f"expected {width} fields as in the header, got {len(fields)}",
+            line_number,
+        )
+
+    def field(name):
+        return fields[positions[name]]
+
+    dialogue = _parse_id(field("Dialogue_ID"), "Dialogue_ID", csv_path, line_number)
+    turn = _parse_id(field("Utterance_ID"), "Utterance_ID", csv_path, line_number)
+    label = field("Emotion").strip().lower()
+    if label not in CLASS_NAMES:
+        raise CorpusFormatError(
+            csv_path,
+            f"Emotion {field('Emotion')!r} is not one of {', '.join(CLASS_NAMES)}",
+            line_number,
+        )
+    if "Sentiment" in positions:
+        sentiment = field("Sentiment").strip().lower()
+        if sentiment not in SENTIMENTS:
+            raise CorpusFormatError(
+                csv_path,
+                f"Sentiment {field('Sentiment')!r} is not one of {', '.join(SENTIMENTS)}",
+                line_number,
+            )
+    return {
+        "dialogue": dialogue,
+        "turn": turn,
+        "label": label,
+        "utterance": field("Utterance"),
+        "speaker": field("Speaker"),
+    }
+
+
+def _media_fault(media, media_folder, media_name):
+    """Why a row's clip cannot be used (missing, empty), or None."""
+    if media_name not in media:
+        return f"missing media file {media_folder / media_name}"
+    if media[media_name] == 0:
+        return f"empty media file {media_folder / media_name} (0 bytes)"
+    return None
 
 
 def _media_sort_key(name):
