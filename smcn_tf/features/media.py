@@ -84,6 +84,38 @@ def _declared_seconds(container, stream):
     return None
 
 
+def _first_audio_stream(container, path):
+    """The container's first audio stream; raises ValueError naming `path` without one."""
+    stream = next((s for s in container.streams if s.type == "audio"), None)
+    if stream is None:
+        kinds = sorted({s.type for s in container.streams}) or ["none"]
+        raise ValueError(
+            f"{path}: the media file has no audio stream (streams: {', '.join(kinds)})."
+        )
+    return stream
+
+
+def _decode_stream(container, stream, resampler, limit):
+    """Decodes `stream` through `resampler` to mono float64 chunks, stopping
+    once past `limit` samples (None: no limit); returns `(chunks, total, truncated)`."""
+    chunks = []
+    total = 0
+    for frame in container.decode(stream):
+        for converted in resampler.resample(frame):
+            chunk = converted.to_ndarray().mean(axis=0, dtype=np.float64)
+            chunks.append(chunk)
+            total += chunk.size
+        # Stop as soon as the limit is passed: more audio exists, so the
+        # clip is truncated, and the rest need not be decoded.
+        if limit is not None and total > limit:
+            return chunks, total, True
+    for converted in resampler.resample(None):  # What the resampler still holds.
+        chunk = converted.to_ndarray().mean(axis=0, dtype=np.float64)
+        chunks.append(chunk)
+        total += chunk.size
+    return chunks, total, limit is not None and total > limit
+
+
 def decode_media_audio(path, sample_rate=16000, max_seconds=None):
     """Decode the first audio stream of a media file to mono float32.
 
@@ -117,34 +149,11 @@ def decode_media_audio(path, sample_rate=16000, max_seconds=None):
     except (av.FFmpegError, OSError, UnicodeDecodeError) as error:
         raise ValueError(f"{path}: cannot open media file: {error}") from error
     with container:
-        stream = next((s for s in container.streams if s.type == "audio"), None)
-        if stream is None:
-            kinds = sorted({s.type for s in container.streams}) or ["none"]
-            raise ValueError(
-                f"{path}: the media file has no audio stream (streams: {', '.join(kinds)})."
-            )
-        # Keep the channels (layout None) and average them below; see the module docstring.
+        stream = _first_audio_stream(container, path)
+        # Keep the channels (layout None) and average them; see the module docstring.
         resampler = av.AudioResampler(format="fltp", layout=None, rate=sample_rate)
-        chunks = []
-        total = 0
-        truncated = False
         try:
-            for frame in container.decode(stream):
-                for converted in resampler.resample(frame):
-                    chunk = converted.to_ndarray().mean(axis=0, dtype=np.float64)
-                    chunks.append(chunk)
-                    total += chunk.size
-                # Stop as soon as the limit is passed: more audio exists, so the
-                # clip is truncated, and the rest need not be decoded.
-                if limit is not None and total > limit:
-                    truncated = True
-                    break
-            else:
-                for converted in resampler.resample(None):
-                    chunk = converted.to_ndarray().mean(axis=0, dtype=np.float64)
-                    chunks.append(chunk)
-                    total += chunk.size
-                truncated = limit is not None and total > limit
+            chunks, total, truncated = _decode_stream(container, stream, resampler, limit)
         except (av.FFmpegError, ValueError) as error:
             # ValueError: PyAV's resampler refuses a frame whose format changed mid-stream.
             raise ValueError(f"{path}: cannot decode the audio stream: {error}") from error
