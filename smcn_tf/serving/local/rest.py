@@ -14,7 +14,10 @@ Bodies are read only up to the server's `max_request_bytes`, whatever the
 client says or does: a POST without `Content-Length` (or a chunked one) is
 refused with 411, a malformed or negative one with 400, a larger one with 413,
 each before any of the body is read; a body that ends before its
-`Content-Length` (the client half-closed) is refused with 400. JSON deeper
+`Content-Length` (the client half-closed) is refused with 400. A GET's
+declared body is read and dropped under the same rules, so whatever the
+method, the next request on a keep-alive connection starts where it should;
+an unknown method is answered 501 and its connection closed. JSON deeper
 than `MAX_JSON_DEPTH` is refused with 400 before it is parsed. Answers are
 strict JSON: no bare `NaN` / `Infinity`.
 """
@@ -224,7 +227,19 @@ class RestHandler(http.server.BaseHTTPRequestHandler):
             )
         return b"".join(chunks)
 
+    def _read_declared_body(self):
+        """Reads and drops the body a request declares though its route takes none.
+
+        A body left unread would be parsed as the start of the next request
+        on a keep-alive connection (`GET` + `hello` made a method `helloGET`).
+        One that cannot be framed (chunked, a bad or too large
+        `Content-Length`) is refused and the connection closed, as for a POST.
+        """
+        if self.headers.get("Transfer-Encoding") or self.headers.get_all("Content-Length"):
+            self._read_body()  # dropped
+
     def _get(self):
+        self._read_declared_body()
         match = _STATUS_PATH.fullmatch(self._path())
         if not match:
             raise self._malformed()

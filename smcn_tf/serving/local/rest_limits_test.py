@@ -213,3 +213,41 @@ def test_parse_errors_before_the_body_are_json_too(server):
         connection.close()
     assert status == 501 and "BREW" in answer["error"]
     assert_good_request_answered(server)
+
+
+def get_twice_on_one_connection(server, first_request):
+    """Sends `first_request` then a plain GET on one keep-alive connection; both answers."""
+    connection = socket.create_connection(("127.0.0.1", server.ports.rest), timeout=10)
+    try:
+        connection.sendall(first_request)
+        first = read_response(connection)
+        try:
+            connection.sendall(b"GET /v1/models/smcn HTTP/1.1\r\nHost: x\r\n\r\n")
+            second = read_response(connection)
+        except (OSError, IndexError):
+            second = None  # the server closed the connection after the first answer
+        return first, second
+    finally:
+        connection.close()
+
+
+def test_a_get_with_a_body_keeps_the_connection_framed(server):
+    """The body of a GET used to stay unread: the next request read 'helloGET' as its method."""
+    (status, answer), second = get_twice_on_one_connection(
+        server, b"GET /v1/models/smcn HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello"
+    )
+    assert status == 200 and answer["model_version_status"][0]["state"] == "AVAILABLE"
+    assert second is not None, "the connection was closed after a well-framed GET"
+    assert second[0] == 200, second
+    assert second[1]["model_version_status"][0]["version"] == "1"
+
+
+@pytest.mark.parametrize("header", ["Transfer-Encoding: chunked", "Content-Length: x"])
+def test_a_get_whose_body_cannot_be_framed_closes_the_connection(server, header):
+    (status, answer), second = get_twice_on_one_connection(
+        server, f"GET /v1/models/smcn HTTP/1.1\r\nHost: x\r\n{header}\r\n\r\n".encode()
+        + b"5\r\nhello\r\n0\r\n\r\n"
+    )
+    assert status in (400, 411), answer
+    assert second is None  # closed: never a request read from the middle of a body
+    assert_good_request_answered(server)
