@@ -361,12 +361,12 @@ class _StreamOptions:
     batch_size: int = 32
     shuffle: bool = False
     repeat: bool = False
-    seed: object = None
+    seed: int | None = None
     shuffle_buffer: int = 2048
     drop_remainder: bool = False
     include_metadata: bool = False
     cache: bool = False
-    bucket_window: object = None
+    bucket_window: int | None = None
     start_batch: int = 0
     num_shards: int = 1
     shard_index: int = 0
@@ -379,6 +379,7 @@ class _StreamOptions:
         seed = self.seed
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, numbers.Integral)):
             raise ValueError(f"seed must be an integer or None, got {seed!r}.")
+        # Frozen: the normalized values go in as `Manifest.__post_init__` does.
         window = 0 if self.bucket_window is None else self.bucket_window
         object.__setattr__(self, "bucket_window", _check_integer("bucket_window", window, 0))
         for name, minimum in (("start_batch", 0), ("num_shards", 1), ("shard_index", 0)):
@@ -431,7 +432,7 @@ class _Selection:
     files: tuple
     kept: tuple
     filter_groups: bool
-    held_out: object
+    held_out: tuple | None
     keep_held_out: bool
     num_examples: int
 

@@ -1,5 +1,9 @@
 """Tests for the tf.data pipeline over prepared shards."""
 
+import dataclasses
+import os
+import random
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -717,3 +721,277 @@ def test_augmented_needs_copies_prepared_with_these_records(augmented_corpus, pu
     records.write_manifest(stale, values)
     with pytest.raises(ValueError, match="differs in \\['augmentation'\\]"):
         pipeline.make_dataset(stale, augmented=True)
+
+
+# --------------------------------------------------------------------------
+# The stages of `make_dataset`, each on its own.
+# --------------------------------------------------------------------------
+
+
+def test_stream_options_check_and_normalize_the_arguments():
+    options = pipeline._StreamOptions(bucket_window=None, start_batch=np.int64(3), seed=1)
+    assert options.bucket_window == 0 and not options.bucketing
+    assert type(options.start_batch) is int and options.start_batch == 3
+    assert not pipeline._StreamOptions(bucket_window=1).bucketing
+    assert pipeline._StreamOptions(bucket_window=2).bucketing
+    with pytest.raises(ValueError, match="shard_index"):
+        pipeline._StreamOptions(num_shards=2, shard_index=2)
+    with pytest.raises(ValueError, match="needs a seed"):
+        pipeline._StreamOptions(shuffle=True, start_batch=1)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        options.seed = 2
+
+
+def test_stream_seed_is_drawn_only_for_unseeded_shuffles():
+    assert pipeline._stream_seed(None, shuffle=False) == 0
+    assert pipeline._stream_seed(7, shuffle=True) == 7
+    assert pipeline._stream_seed(pipeline._MAX_SEED + 7, shuffle=True) == 7
+    # Unseeded shuffles draw from Python's `random` (seeded by Keras).
+    random.seed(5)
+    first = pipeline._stream_seed(None, shuffle=True)
+    random.seed(5)
+    assert pipeline._stream_seed(None, shuffle=True) == first
+    assert 0 <= first < pipeline._MAX_SEED
+
+
+def test_select_records_reads_only_the_shards_of_the_kept_groups(pure_corpus):
+    manifest = records.read_manifest(pure_corpus)
+    directory = str(pure_corpus)
+    selection = pipeline._select_records(directory, manifest, groups=["Session2"])
+    assert selection.files == (os.path.join(directory, records.shard_name(1, 3)),)
+    assert selection.kept == ("Session2",)
+    assert selection.filter_groups and selection.held_out is None
+    assert selection.num_examples == 20
+    everything = pipeline._select_records(directory, manifest)
+    assert len(everything.files) == 3 and not everything.filter_groups
+    assert everything.num_examples == 60
+
+
+def test_select_records_keeps_shards_that_may_hold_a_kept_group(corpus):
+    # The middle shard does not list its groups: it is read, and filtered.
+    records_dir, _ = corpus
+    manifest = records.read_manifest(records_dir)
+    selection = pipeline._select_records(str(records_dir), manifest, exclude_groups="Session1")
+    assert [os.path.basename(path) for path in selection.files] == [
+        records.shard_name(index, 3) for index in range(3)
+    ]
+    assert selection.filter_groups and selection.kept == ("Session2", "Session3")
+
+
+def test_select_records_adds_the_copies_and_holds_them_out_with_their_originals(
+        augmented_corpus):
+    manifest = records.read_manifest(augmented_corpus)
+    directory = str(augmented_corpus)
+    groups = ["Session1", "Session3"]
+    copies_dir = pipeline.augmented_dir(directory)
+    selection = pipeline._select_records(directory, manifest, groups=groups, augmented=True)
+    assert selection.files == tuple(
+        os.path.join(root, records.shard_name(index, 3))
+        for root in (directory, copies_dir)
+        for index in (0, 2)
+    )
+    assert selection.num_examples == 12 * 2 * (1 + len(SPEEDS))
+
+    held, _ = pipeline.held_out_ids(augmented_corpus, groups, 0.3, seed=4)
+    holdout = dict(groups=groups, holdout_fraction=0.3, holdout_seed=4, augmented=True)
+    training = pipeline._select_records(directory, manifest, **holdout)
+    assert sorted(training.held_out) == sorted(
+        held + [records.speed_copy_id(name, factor) for name in held for factor in SPEEDS]
+    )
+    assert not training.keep_held_out
+    assert training.num_examples == (24 - len(held)) * (1 + len(SPEEDS))
+    # The validation side streams the held-out originals alone, no copies.
+    validation = pipeline._select_records(directory, manifest, holdout="only", **holdout)
+    assert validation.keep_held_out
+    assert all(not path.startswith(copies_dir) for path in validation.files)
+    assert validation.num_examples == len(held)
+
+
+def test_items_per_pass_splits_the_items_among_workers():
+    assert [pipeline._items_per_pass(80, 3, index) for index in range(3)] == [27, 27, 26]
+    assert pipeline._items_per_pass(80, 1, 0) == 80
+    with pytest.raises(ValueError, match="leaves shard 5 no examples"):
+        pipeline._items_per_pass(5, 6, 5)
+
+
+@pytest.mark.parametrize(
+    "kwargs, expected",
+    [
+        # Fixed-size batches: whole batches are skipped as records.
+        (dict(start_batch=17), (0, 17 * 6, 17, 0)),
+        (dict(start_batch=17, repeat=True), (1, 17 * 6 - 80, 17, 0)),
+        # Buckets: whole windows as records, the rest as batches after it.
+        (dict(start_batch=17, bucket_window=4), (0, 4 * 24, 4, 1)),
+        (dict(start_batch=17, bucket_window=4, repeat=True), (1, 4 * 24 - 80, 4, 1)),
+        (dict(start_batch=3, bucket_window=4, repeat=True), (0, 0, 0, 3)),
+        (dict(start_batch=0, bucket_window=4, repeat=True), (0, 0, 0, 0)),
+    ],
+)
+def test_resume_point(kwargs, expected):
+    options = pipeline._StreamOptions(batch_size=6, seed=1, **kwargs)
+    resume = pipeline._resume_point(options, items_per_pass=80)
+    assert (resume.first_pass, resume.items_to_skip, resume.first_window,
+            resume.batches_to_skip) == expected
+
+
+def _stream_ids(dataset, count):
+    feature = {"utterance_id": tf.io.FixedLenFeature([], tf.string)}
+    return [
+        tf.io.parse_single_example(serialized, feature)["utterance_id"].numpy().decode()
+        for serialized in dataset.take(count)
+    ]
+
+
+@pytest.mark.parametrize("start_batch", [3, 14, 30])
+def test_record_stream_skips_to_the_resume_point(long_corpus, start_batch):
+    manifest = records.read_manifest(long_corpus)
+    selection = pipeline._select_records(str(long_corpus), manifest, exclude_groups="Session2")
+    common = dict(batch_size=5, shuffle=True, repeat=True, seed=2, shuffle_buffer=16)
+    options = pipeline._StreamOptions(**common)
+    resumed_options = pipeline._StreamOptions(start_batch=start_batch, **common)
+    items_per_pass = selection.num_examples
+    resume = pipeline._resume_point(resumed_options, items_per_pass)
+    full = _stream_ids(
+        pipeline._record_stream(
+            selection, options, pipeline._resume_point(options, items_per_pass)
+        ),
+        200,
+    )
+    skipped = _stream_ids(pipeline._record_stream(selection, resumed_options, resume), 20)
+    # Passes skipped whole, then records inside the pass: batch `start_batch` on.
+    assert skipped == full[start_batch * 5:start_batch * 5 + 20]
+    # Each pass holds each kept item once, in its own order.
+    assert sorted(full[:items_per_pass]) == sorted(full[items_per_pass:2 * items_per_pass])
+    assert full[:items_per_pass] != full[items_per_pass:2 * items_per_pass]
+
+
+def test_shuffle_records_mixes_within_blocks_by_seed():
+    dataset = tf.data.Dataset.range(20)
+
+    def order(seed, pass_index):
+        shuffled = pipeline._shuffle_records(
+            dataset, pipeline._pass_seed(seed, pass_index), block_size=8
+        )
+        return [int(value) for value in shuffled]
+
+    first = order(3, 0)
+    assert first == order(3, 0)
+    # Blocks of 8 consecutive records (the last one short) stay apart.
+    assert [sorted(first[start:start + 8]) for start in (0, 8, 16)] == [
+        list(range(0, 8)), list(range(8, 16)), list(range(16, 20))
+    ]
+    assert first != list(range(20))
+    assert order(3, 1) != first and order(4, 0) != first
+
+
+def _serialized_with_lengths(frames, tokens):
+    return [
+        records.serialize_example(
+            f"utt{index:03d}", "spk", "Session1", 0,
+            np.zeros((audio, AUDIO_DIM)), np.zeros((text, TEXT_DIM)),
+        )
+        for index, (audio, text) in enumerate(zip(frames, tokens))
+    ]
+
+
+def test_order_window_cuts_batches_of_similar_length_the_short_one_last():
+    frames = [9, 3, 7, 3, 1, 12, 5, 8, 2, 10, 3]
+    tokens = [1, 2, 1, 1, 1, 1, 1, 1, 1, 1, 1]
+    serialized = tf.constant(_serialized_with_lengths(frames, tokens))
+    window = (serialized, tf.constant(frames, tf.int64), tf.constant(tokens, tf.int64))
+    orders = []
+    for window_index in range(4):
+        ordered = pipeline._order_window(
+            tf.constant(window_index, tf.int64), window, batch_size=3, seed=5
+        )
+        ids = [
+            _stream_ids(tf.data.Dataset.from_tensors(item), 1)[0] for item in ordered
+        ]
+        batches = [ids[start:start + 3] for start in (0, 3, 6)]
+        # Each full batch is a run of the window sorted by audio length, then
+        # transcript length, then stream order (utt003 before utt010).
+        assert sorted(batches) == [
+            ["utt002", "utt007", "utt000"],
+            ["utt004", "utt008", "utt003"],
+            ["utt010", "utt001", "utt006"],
+        ]
+        # The short batch holds the longest items, and stays last.
+        assert ids[9:] == ["utt009", "utt005"]
+        orders.append(batches)
+    # The full batches' order is shuffled per window.
+    assert len({str(batches) for batches in orders}) > 1
+
+
+def test_bucket_by_length_never_mixes_windows():
+    frames = list(range(30, 0, -1)) + [50, 40]
+    serialized = _serialized_with_lengths(frames, [1] * len(frames))
+    dataset = pipeline._bucket_by_length(
+        tf.data.Dataset.from_tensor_slices(serialized), batch_size=4, bucket_window=2, seed=1
+    )
+    ids = _stream_ids(dataset, 100)
+    assert len(ids) == len(frames)
+    # Windows of 2 * 4 records: each window's records are reordered within it.
+    for start in range(0, len(frames), 8):
+        window = {f"utt{index:03d}" for index in range(start, min(start + 8, len(frames)))}
+        assert set(ids[start:start + 8]) == window
+    lengths = [frames[int(name[3:])] for name in ids]
+    for start in range(0, len(frames), 4):
+        assert lengths[start:start + 4] == sorted(lengths[start:start + 4])
+
+
+def test_parse_and_batch_examples():
+    serialized = _serialized_with_lengths([4, 2, 6], [3, 1, 2])
+    parsed = pipeline._parse_examples(
+        tf.data.Dataset.from_tensor_slices(serialized), AUDIO_DIM, TEXT_DIM,
+        include_metadata=True,
+    )
+    inputs, label, metadata = next(iter(parsed))
+    assert inputs["audio_features"].shape == (4, AUDIO_DIM) and int(inputs["text_length"]) == 3
+    assert int(label) == 0 and metadata["utterance_id"].numpy() == b"utt000"
+    options = pipeline._StreamOptions(batch_size=2)
+    batches = list(pipeline._batch_examples(parsed, options, items_per_pass=3))
+    assert [batch[0]["audio_features"].shape[:2] for batch in batches] == [(2, 4), (1, 6)]
+    dropped = pipeline._batch_examples(
+        parsed, pipeline._StreamOptions(batch_size=2, drop_remainder=True), 3
+    )
+    assert int(dropped.cardinality()) == 1
+    skipped = pipeline._batch_examples(
+        parsed, pipeline._StreamOptions(batch_size=2, start_batch=1), 3, batches_to_skip=1
+    )
+    assert [batch[2]["utterance_id"].numpy().tolist() for batch in skipped] == [[b"utt002"]]
+
+
+def test_num_batches():
+    assert pipeline._num_batches(53, 6, drop_remainder=False) == 9
+    assert pipeline._num_batches(53, 6, drop_remainder=True) == 8
+    assert pipeline._num_batches(54, 6, drop_remainder=False) == 9
+
+
+def test_a_manifest_passed_down_is_used_with_the_file_broken(augmented_corpus, tmp_path):
+    """`train.py` reads manifest.json once: a `manifest=` call never reads it."""
+    import shutil
+
+    copy = tmp_path / "records"
+    shutil.copytree(augmented_corpus, copy)
+    manifest = records.read_manifest(copy)
+    groups = ["Session1", "Session2"]
+    kwargs = dict(groups=groups, include_metadata=True, batch_size=7, augmented=True,
+                  holdout_fraction=0.3, holdout_seed=4, shuffle=True, seed=2,
+                  bucket_window=2)
+    expected_ids = _ids(pipeline.make_dataset(copy, **kwargs))
+    expected_held = pipeline.held_out_ids(copy, groups, 0.3, seed=4)
+    expected_count = pipeline.count_examples(copy, groups=groups, augmented=True)
+    (copy / records.MANIFEST_FILENAME).write_text("{ not json")
+    with pytest.raises(ValueError):
+        pipeline.count_examples(copy)  # the file is broken indeed
+    assert _ids(pipeline.make_dataset(copy, manifest=manifest, **kwargs)) == expected_ids
+    assert pipeline.held_out_ids(copy, groups, 0.3, seed=4, manifest=manifest) == expected_held
+    assert pipeline.count_examples(
+        copy, groups=groups, augmented=True, manifest=manifest
+    ) == expected_count
+    (copy / records.MANIFEST_FILENAME).unlink()
+    validation = pipeline.make_dataset(
+        copy, groups=groups, holdout="only", holdout_fraction=0.3, holdout_seed=4,
+        include_metadata=True, manifest=manifest,
+    )
+    assert sorted(_ids(validation)) == expected_held[0]
