@@ -24,6 +24,7 @@ SKIP_REASON_KINDS = (
     "missing audio file",
     "no transcription line",
     "cannot read audio",
+    "truncated audio file",
     "expected a non-empty mono waveform",
     "audio too short",
 )

@@ -24,6 +24,8 @@ Choices made here (and mirrored by the reference in `audio_test.py`):
 import fractions
 import functools
 import math
+import os
+import struct
 import weakref
 
 import keras
@@ -514,6 +516,91 @@ def read_waveform(path, sample_rate=16000):
     if file_rate != sample_rate:
         waveform = _resample(waveform, file_rate, sample_rate)
     return np.clip(waveform, -1.0, 1.0).astype(np.float32)
+
+
+
+class TruncatedAudioError(ValueError):
+    """An audio file holds fewer samples than its header declares: a copy cut off.
+
+    Attributes:
+        path: the file.
+        declared_frames: the sample frames its header declares.
+        held_frames: the sample frames the file holds.
+        reason: the skip reason `smcn prepare` reports, `"truncated audio file
+            <path>: its header declares 32128 samples (2.008 s), the file holds
+            10695 (0.668 s)"`.
+    """
+
+    def __init__(self, path, declared_frames, held_frames, sample_rate):
+        self.path = str(path)
+        self.declared_frames = declared_frames
+        self.held_frames = held_frames
+        self.reason = (
+            f"truncated audio file {path}: its header declares {declared_frames} samples "
+            f"({declared_frames / sample_rate:.3f} s), the file holds {held_frames} "
+            f"({held_frames / sample_rate:.3f} s)"
+        )
+        super().__init__(self.reason)
+
+
+# A RIFF data size that declares no length (a stream written before its end
+# was known): nothing to check against.
+_UNDECLARED_SIZES = (0, 0xFFFFFFFF)
+
+
+def wav_frames(path):
+    """The sample frames a WAV file's header declares, and the frames it holds.
+
+    libsndfile (and so `read_waveform`) reads what a cut-off WAV file holds
+    without a word; its header still says how long the recording was.
+
+    Args:
+        path: a file; only a little-endian RIFF/WAVE file is looked at.
+
+    Returns:
+        `(declared, held, sample_rate)` from the `fmt ` and `data` chunks and
+        the file's size, or None when the file is not a RIFF/WAVE file (RF64,
+        RIFX, FLAC, ...), its chunks are malformed, or its data chunk declares
+        no length (0 or 0xFFFFFFFF).
+
+    Example:
+
+    >>> soundfile.write("tone.wav", np.zeros(32128), 16000, "PCM_16")
+    >>> wav_frames("tone.wav")
+    (32128, 32128, 16000)
+    """
+    with open(path, "rb") as file:
+        head = file.read(12)
+        if len(head) < 12 or head[:4] != b"RIFF" or head[8:] != b"WAVE":
+            return None
+        file_size = os.fstat(file.fileno()).st_size
+        block_align = sample_rate = None
+        while True:
+            chunk = file.read(8)
+            if len(chunk) < 8:
+                return None
+            chunk_id, size = chunk[:4], struct.unpack("<I", chunk[4:])[0]
+            start = file.tell()
+            if chunk_id == b"fmt ":
+                fmt = file.read(16)
+                if len(fmt) < 16:
+                    return None
+                sample_rate = struct.unpack("<I", fmt[4:8])[0]
+                block_align = struct.unpack("<H", fmt[12:14])[0]
+            elif chunk_id == b"data":
+                if not block_align or not sample_rate or size in _UNDECLARED_SIZES:
+                    return None
+                held = min(size, max(0, file_size - start))
+                return size // block_align, held // block_align, sample_rate
+            file.seek(start + size + (size & 1))  # Chunks are padded to even sizes.
+
+
+def check_wav_length(path):
+    """Raises `TruncatedAudioError` when a WAV file holds fewer frames than its
+    header declares; any other file (see `wav_frames`) passes."""
+    frames = wav_frames(path)
+    if frames is not None and frames[1] < frames[0]:
+        raise TruncatedAudioError(path, *frames)
 
 
 # One traced function per layer, reused by every call (prepare calls once per

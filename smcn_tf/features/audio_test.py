@@ -311,6 +311,47 @@ def test_read_waveform_errors_name_the_file(tmp_path):
         audio.read_waveform(empty)
 
 
+def _truncated_wav(path, declared=32128, held=10695, channels=1):
+    """A 16-bit WAV whose header declares `declared` frames, cut after `held`."""
+    soundfile.write(path, np.zeros([declared, channels]), SAMPLE_RATE, subtype="PCM_16")
+    data = path.read_bytes()
+    path.write_bytes(data[: 44 + held * 2 * channels])
+    return path
+
+
+def test_wav_frames_sees_a_cut_off_file(tmp_path):
+    full = tmp_path / "full.wav"
+    soundfile.write(full, np.zeros([32128, 2]), 8000, subtype="PCM_16")
+    assert audio.wav_frames(full) == (32128, 32128, 8000)
+    audio.check_wav_length(full)  # complete: passes
+
+    cut = _truncated_wav(tmp_path / "cut.wav")
+    assert audio.wav_frames(cut) == (32128, 10695, SAMPLE_RATE)
+    # libsndfile reads what is there without a word; the header says more.
+    assert audio.read_waveform(cut).shape == (10695,)
+    with pytest.raises(audio.TruncatedAudioError) as caught:
+        audio.check_wav_length(cut)
+    assert caught.value.reason == (
+        f"truncated audio file {cut}: its header declares 32128 samples (2.008 s), "
+        "the file holds 10695 (0.668 s)"
+    )
+    assert (caught.value.declared_frames, caught.value.held_frames) == (32128, 10695)
+    assert isinstance(caught.value, ValueError)
+    # A partial last frame of a stereo file counts as missing.
+    assert audio.wav_frames(_truncated_wav(tmp_path / "st.wav", 100, 99, 2)) == (100, 99, 16000)
+
+    # Not a RIFF/WAVE file, or no declared length: nothing to check.
+    flac = tmp_path / "tone.flac"
+    soundfile.write(flac, np.zeros(1600), SAMPLE_RATE)
+    assert audio.wav_frames(flac) is None
+    streamed = bytearray(full.read_bytes())
+    streamed[40:44] = b"\xff\xff\xff\xff"  # the data size of a stream
+    (tmp_path / "streamed.wav").write_bytes(bytes(streamed))
+    assert audio.wav_frames(tmp_path / "streamed.wav") is None
+    (tmp_path / "stub.wav").write_bytes(b"RIFF\x04\x00\x00\x00WAVE")
+    assert audio.wav_frames(tmp_path / "stub.wav") is None
+
+
 def test_too_short_reason():
     assert audio.MIN_SECONDS_DEFAULT == 0.1
     assert audio.too_short_reason(1, 16000) == "shorter than 0.1 s: 0.0001 s (1 sample)"

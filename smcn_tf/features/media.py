@@ -12,7 +12,10 @@ log-Mel features whichever way it reaches the model.
 `read_audio` picks the reader from the file extension, so a corpus may mix
 WAV/FLAC files and media files. `decode_audio` is the same with a report of
 whether the clip was truncated at `max_seconds` (some MELD clips run for
-minutes; a few seconds of them are enough for 500 feature frames).
+minutes; a few seconds of them are enough for 500 feature frames), and it
+refuses a WAV file that holds fewer samples than its header declares (a copy
+cut off: `smcn_tf.features.audio.TruncatedAudioError`), which libsndfile
+would read in silence.
 """
 
 import dataclasses
@@ -22,7 +25,7 @@ import os
 import av
 import numpy as np
 
-from smcn_tf.features.audio import read_waveform
+from smcn_tf.features.audio import check_wav_length, read_waveform
 
 WAVEFORM_EXTENSIONS = (".wav", ".flac")
 MEDIA_EXTENSIONS = (".mp4", ".mkv", ".avi", ".mp3", ".m4a")
@@ -220,6 +223,8 @@ def decode_audio(path, sample_rate=16000, max_seconds=None):
         A `DecodedAudio`.
 
     Raises:
+        TruncatedAudioError: a WAV file holds fewer samples than its header
+            declares (`smcn_tf.features.audio.check_wav_length`).
         ValueError: an unsupported extension, or the file cannot be read; the
             message names the file.
     """
@@ -227,6 +232,9 @@ def decode_audio(path, sample_rate=16000, max_seconds=None):
     extension = os.path.splitext(os.fspath(path))[1].lower()
     if extension in WAVEFORM_EXTENSIONS:
         waveform = read_waveform(path, sample_rate)
+        # After the read, which names a file it cannot open: a cut-off copy
+        # reads without error, but is not the recording its label describes.
+        check_wav_length(path)
         source_seconds = waveform.size / sample_rate
         truncated = limit is not None and waveform.size > limit
         if truncated:

@@ -1,6 +1,7 @@
 """Tests for reading the audio of media files (MELD's mp4 clips) with PyAV."""
 
 import math
+import re
 
 import av
 import numpy as np
@@ -128,6 +129,15 @@ def test_read_audio_dispatches_on_extension(tmp_path, clips):
     assert cut.truncated and cut.waveform.shape == (16000,)
     assert cut.source_seconds == pytest.approx(SECONDS, abs=1e-3)
     assert not media.decode_audio(wav, 16000, max_seconds=2.0).truncated
+
+    # A WAV cut off after a third of what its header declares is refused.
+    cut = tmp_path / "cut.wav"
+    cut.write_bytes(wav.read_bytes()[: 44 + 11025 * 4])
+    with pytest.raises(audio.TruncatedAudioError, match=(
+        rf"^truncated audio file {re.escape(str(cut))}: its header declares 33075 samples "
+        r"\(1\.500 s\), the file holds 11025 \(0\.500 s\)$"
+    )):
+        media.decode_audio(cut, 16000)
 
     text = tmp_path / "notes.txt"
     text.write_text("not audio")

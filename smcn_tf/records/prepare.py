@@ -42,10 +42,14 @@ CSV row with `start` / `end`) is that segment of its file.
 
 The report says what was kept and what was dropped and why: the parser's
 skips (missing or empty media, missing transcriptions), labels outside the
-classes, media no row annotates, clips that could not be decoded, clips
-shorter than `min_seconds` (default `MIN_SECONDS_DEFAULT`, 0.1 s: a 1-sample
-file would otherwise become a 1-frame example), and clips that were
-truncated. `format_skipped` lays out the skipped utterances for the console.
+classes, media no row annotates, clips that could not be decoded, WAV files
+that hold fewer samples than their header declares (a copy cut off: skipped,
+with the reason `"truncated audio file <path>: its header declares 32128
+samples (2.008 s), the file holds 10695 (0.668 s)"`, never prepared from
+what is there, since the label describes the whole recording; `strict`
+stops at one), clips shorter than `min_seconds` (default
+`MIN_SECONDS_DEFAULT`, 0.1 s: a 1-sample file would otherwise become a
+1-frame example), and clips that were truncated at `max_seconds`. `format_skipped` lays out the skipped utterances for the console.
 For the real releases ("iemocap", "meld") the report also compares the parsed
 counts with the published ones (`counts_check`; print it with
 `format_counts_table`), and a loud warning goes to stderr when they differ.
@@ -130,6 +134,7 @@ from smcn_tf.features import media
 from smcn_tf.features.audio import (
     MIN_SECONDS_DEFAULT,
     LogMelFeatures,
+    TruncatedAudioError,
     extract_audio_features,
     speed_perturb,
     too_short_reason,
@@ -457,6 +462,11 @@ def _read_checked(utterance, extraction, segments, log):
             extraction.read_audio, utterance.audio_path, sample_rate, extraction.max_seconds,
             utterance=utterance, segments=segments,
         )
+    except TruncatedAudioError as error:
+        # Skipped, not prepared from what is there: the label describes the
+        # whole recording, and a cut-off copy is a fault to fix at its source.
+        log.skip(utterance, error.reason, "read_audio")
+        return None
     except Exception as error:
         log.skip(utterance, f"cannot read audio: {type(error).__name__}: {error}", "read_audio")
         return None
@@ -536,9 +546,11 @@ _reason_kind = registry.reason_kind
 
 
 def _is_fault(reason):
-    """True for a skip that `strict` turns into an error: unreadable audio, not a
-    clip below `min_seconds`."""
-    return _reason_kind(reason) in ("cannot read audio", "expected a non-empty mono waveform")
+    """True for a skip that `strict` turns into an error: unreadable or cut-off
+    audio, not a clip below `min_seconds`."""
+    return _reason_kind(reason) in (
+        "cannot read audio", "truncated audio file", "expected a non-empty mono waveform"
+    )
 
 
 def _remove_leftovers(out_dir):

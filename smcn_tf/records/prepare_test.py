@@ -208,6 +208,32 @@ def test_unreadable_audio_is_skipped_with_reason(tmp_path, utterances, audio_lay
     assert broken.utterance_id not in ids and len(ids) == 6
 
 
+def test_truncated_wav_is_skipped_with_reason(tmp_path, utterances, audio_layer):
+    from smcn_tf.features import media
+
+    cut = utterances[0]  # 0.8 s: 12800 samples declared
+    with open(cut.audio_path, "rb") as file:
+        data = file.read()
+    with open(cut.audio_path, "wb") as file:
+        file.write(data[: 44 + 4000 * 2])  # 4000 samples left
+    report = _prepare(utterances, tmp_path / "records", audio_layer, read_audio=media.decode_audio)
+    assert report["num_examples"] == 6 and report["num_skipped"] == 1
+    assert report["skipped"] == [
+        {
+            "utterance_id": cut.utterance_id,
+            "audio_path": cut.audio_path,
+            "reason": f"truncated audio file {cut.audio_path}: its header declares 12800 "
+                      "samples (0.800 s), the file holds 4000 (0.250 s)",
+            "stage": "read_audio",
+        }
+    ]
+    assert report["dropped"]["by_reason"] == {"truncated audio file": 1}
+    assert report["truncated"] == []  # that list is for clips cut at max_seconds
+    with pytest.raises(ValueError, match=r"truncated audio file .*\(strict: stopping"):
+        _prepare(utterances, tmp_path / "strict", audio_layer, read_audio=media.decode_audio,
+                 strict=True)
+
+
 def test_interrupt_and_resume(tmp_path, utterances, audio_layer):
     reference_dir = tmp_path / "reference"
     _prepare(utterances, reference_dir, audio_layer)
