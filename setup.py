@@ -33,6 +33,8 @@ setuptools.setup(
         "scikit-learn>=1.4,<2",
         # Resampling audio read at another rate (smcn_tf.features.audio).
         "scipy>=1.11,<2",
+        # smcn serve's /monitoring/prometheus/metrics (smcn_tf.serving.local.metrics).
+        "prometheus-client>=0.20,<1",
     ],
     extras_require={
         "dev": ["pytest>=8,<10"],

@@ -369,6 +369,7 @@ class ModelStore:
         self._servables = {}  # version -> ServableVersion; replaced, never mutated
         self._states = {}  # version -> (state, error_code, error_message)
         self._failed = {}  # version -> directory fingerprint of the failed attempt
+        self._signature_names = frozenset()  # of every version loaded so far
         self._refresh_lock = threading.Lock()
         self._stop = threading.Event()
         self._thread = None
@@ -379,6 +380,16 @@ class ModelStore:
     def versions(self):
         """The loaded versions, ascending."""
         return sorted(self._servables)
+
+    @property
+    def known_versions(self):
+        """The versions found on disk so far (loaded, loading, failed or unloaded)."""
+        return frozenset(self._states)
+
+    @property
+    def signature_names(self):
+        """The signature keys of every version loaded so far."""
+        return self._signature_names
 
     def get(self, version=None):
         """The servable for a request: a given version, or the newest.
@@ -461,6 +472,7 @@ class ModelStore:
                 events.append(("failed", version))
                 continue
             self._failed.pop(version, None)
+            self._signature_names = self._signature_names | frozenset(servable.functions)
             servables[version] = servable
             self._states[version] = ("AVAILABLE", "OK", "")
             logger.info("Loaded %s version %d from %s", self.model_name, version, path)

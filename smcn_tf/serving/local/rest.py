@@ -5,6 +5,7 @@ Routes (paths are case-insensitive, as in TF Serving):
     GET  /v1/models/{name}[/versions/{v}]            model status
     GET  /v1/models/{name}[/versions/{v}]/metadata   signature metadata
     POST /v1/models/{name}[/versions/{v}]:predict    predict (row or columnar JSON)
+    GET  /monitoring/prometheus/metrics              the server's metrics (Prometheus text)
 
 Errors answer `{"error": "<message>"}` with TF Serving's HTTP status for the
 error's code (400 for INVALID_ARGUMENT / FAILED_PRECONDITION, 404 for
@@ -22,6 +23,7 @@ than `MAX_JSON_DEPTH` is refused with 400 before it is parsed. Answers are
 strict JSON: no bare `NaN` / `Infinity`.
 """
 
+import collections
 import http.server
 import json
 import logging
@@ -31,6 +33,7 @@ import time
 import urllib.parse
 
 from smcn_tf.serving.errors import ServingError, invalid_argument, not_found
+from smcn_tf.serving.local.metrics import CONTENT_TYPE, METRICS_PATH
 from smcn_tf.serving.wire import (
     MAX_JSON_DEPTH,
     check_json_depth,
@@ -54,6 +57,10 @@ _STATUS_PATH = re.compile(
 )
 
 
+# An answer that is not JSON (the metrics page).
+_Text = collections.namedtuple("_Text", ["payload", "content_type"])
+
+
 class RestHandler(http.server.BaseHTTPRequestHandler):
     """One HTTP request against the model server `self.server.model_server`."""
 
@@ -73,26 +80,39 @@ class RestHandler(http.server.BaseHTTPRequestHandler):
         self._answer(self._post)
 
     def _answer(self, route):
+        began = time.perf_counter()
+        # [API, model name, version, signature] once the route knows them: the metrics.
+        self._measured = None
+        code = "OK"
         try:
             status, body = 200, route()
         except ServingError as error:
-            status, body = error.http_status, {"error": error.message}
+            code, status, body = error.code, error.http_status, {"error": error.message}
         except Exception as error:  # a bug must answer 500, not drop the connection
             logger.exception("REST request %s %s failed", self.command, self.path)
-            status, body = 500, {"error": f"Internal error: {type(error).__name__}: {error}"}
+            code, status = "INTERNAL", 500
+            body = {"error": f"Internal error: {type(error).__name__}: {error}"}
+        if isinstance(body, _Text):
+            self._send_json(status, body.payload, body.content_type)
+            return
         try:
             # Strict JSON: a bare NaN or Infinity would break the client's parser.
             payload = json.dumps(body, separators=(",", ":"), allow_nan=False)
         except ValueError:
             logger.error("REST answer to %s %s holds a non-finite number", self.command, self.path)
-            status, payload = 500, json.dumps(
+            code, status, payload = "INTERNAL", 500, json.dumps(
                 {"error": "Internal error: the answer holds a non-finite number."}
             )
         self._send_json(status, payload.encode("utf-8"))
+        if self._measured is not None:
+            api, name, version, signature = self._measured
+            self.server.model_server.record_request(
+                api, "REST", code, time.perf_counter() - began, name, version, signature
+            )
 
-    def _send_json(self, status, payload):
+    def _send_json(self, status, payload, content_type="application/json"):
         self.send_response(status)
-        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(payload)))
         if self.close_connection:
             self.send_header("Connection", "close")
@@ -240,6 +260,8 @@ class RestHandler(http.server.BaseHTTPRequestHandler):
 
     def _get(self):
         self._read_declared_body()
+        if self._path() == METRICS_PATH:
+            return _Text(self.server.model_server.metrics.exposition(), CONTENT_TYPE)
         match = _STATUS_PATH.fullmatch(self._path())
         if not match:
             raise self._malformed()
@@ -249,6 +271,8 @@ class RestHandler(http.server.BaseHTTPRequestHandler):
         core = self.server.model_server
         name = urllib.parse.unquote(name)
         version = int(version) if version else None
+        api = "GetModelMetadata" if metadata else "GetModelStatus"
+        self._measured = [api, name, version, ""]
         if label:
             raise core.label_error(urllib.parse.unquote(label))
         if metadata:
@@ -266,6 +290,7 @@ class RestHandler(http.server.BaseHTTPRequestHandler):
         core = self.server.model_server
         name = urllib.parse.unquote(name)
         version = int(version) if version else None
+        self._measured = [method.lower().capitalize(), name, version, ""]
         if label:
             raise core.label_error(urllib.parse.unquote(label))
         if method.lower() != "predict":
@@ -295,10 +320,12 @@ class RestHandler(http.server.BaseHTTPRequestHandler):
             raise invalid_argument("'signature_name' key must be a string value.")
         servable = core.servable(name, version)
         signature = servable.signature(signature_name, rest=True)
+        self._measured[3] = signature
         request_format, inputs = parse_predict_body(
             request, servable.input_specs(signature), signature
         )
         _, outputs = servable.predict(signature, inputs)
+        self._measured[2] = servable.version  # the version that answered, as over gRPC
         return format_predict_response(request_format, outputs)
 
 

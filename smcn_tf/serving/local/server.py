@@ -9,7 +9,9 @@ and REST routes (`/v1/models/...`) with the same request and response formats
 and error codes. A client written against it works against TF Serving.
 
 It is not a production server: one Python process, no request batching, no
-model config file, no version labels.
+model config file, no version labels. `GET /monitoring/prometheus/metrics`
+on the REST port answers its request counts and latencies in Prometheus'
+text format, under TF Serving's metric names (`metrics.py`).
 
 Example:
 
@@ -24,6 +26,7 @@ import concurrent.futures
 import logging
 import os
 import threading
+import time
 
 import grpc
 from tensorflow_serving.apis import model_service_pb2_grpc, prediction_service_pb2_grpc
@@ -32,7 +35,8 @@ from smcn_tf.export.layout import list_versions
 from smcn_tf.serving import wire
 from smcn_tf.serving.errors import ServingError, not_found
 from smcn_tf.serving.local.grpc_service import ModelService, PredictionService
-from smcn_tf.serving.local.model_store import ModelStore
+from smcn_tf.serving.local.metrics import ServingMetrics
+from smcn_tf.serving.local.model_store import DEFAULT_SIGNATURE, ModelStore
 from smcn_tf.serving.local.rest import RestServer
 
 logger = logging.getLogger("smcn_tf.serving")
@@ -40,6 +44,13 @@ logger = logging.getLogger("smcn_tf.serving")
 DEFAULT_MAX_REQUEST_BYTES = 64 * 1024 * 1024
 
 ServerPorts = collections.namedtuple("ServerPorts", ["grpc", "rest"])
+
+# The gRPC methods counted in the metrics, by TF Serving's API names.
+_GRPC_APIS = {
+    "/tensorflow.serving.PredictionService/Predict": "Predict",
+    "/tensorflow.serving.PredictionService/GetModelMetadata": "GetModelMetadata",
+    "/tensorflow.serving.ModelService/GetModelStatus": "GetModelStatus",
+}
 
 
 def _format_host(host, port):
@@ -67,6 +78,7 @@ class ModelServer:
 
     Attributes:
         ports: the bound `ServerPorts(grpc, rest)` once started.
+        metrics: the `ServingMetrics` of this server (its own registry).
 
     Raises:
         ValueError: the base path is not a directory, or a bad argument.
@@ -126,6 +138,7 @@ class ModelServer:
         self.max_workers = max_workers
         self._requested_ports = (grpc_port, rest_port)
         self.store = ModelStore(base, self.model_name, num_versions=num_versions, warmup=warmup)
+        self.metrics = ServingMetrics()
         self.ports = ServerPorts(None, None)
         self._grpc_server = None
         self._rest_server = None
@@ -180,6 +193,7 @@ class ModelServer:
                 # Without this, a second server could silently share a busy port.
                 ("grpc.so_reuseport", 0),
             ],
+            interceptors=[_MeasuredCalls(self)],
         )
         prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
             PredictionService(self), server
@@ -315,12 +329,73 @@ class ModelServer:
             ]
         }
 
+    def record_request(self, api, entrypoint, status, seconds, model_name, version=None,
+                       signature_name=""):
+        """Counts one answered request in `metrics`, with bounded label values.
+
+        A model name this server does not serve, a version never found on
+        disk and a signature no version has are recorded as `""`: clients
+        cannot grow the number of series.
+        """
+        if model_name != self.model_name:
+            model_name, version, signature_name = "", None, ""
+        if version not in self.store.known_versions:
+            version = None
+        if signature_name not in self.store.signature_names:
+            signature_name = ""
+        self.metrics.record(
+            model_name, version, signature_name, api, entrypoint, status, seconds
+        )
+
     def metadata_json(self, model_name, version=None):
         """The REST metadata body: model_spec and the SignatureDefMap as JSON."""
         servable = self.servable(model_name, version)
         return wire.metadata_to_json(
             servable.name, servable.version, wire.signature_def_map(servable.signature_defs)
         )
+
+
+class _MeasuredCalls(grpc.ServerInterceptor):
+    """Counts and times the gRPC calls of the model services (`ModelServer.record_request`)."""
+
+    def __init__(self, core):
+        self.core = core
+
+    def intercept_service(self, continuation, handler_call_details):
+        handler = continuation(handler_call_details)
+        api = _GRPC_APIS.get(handler_call_details.method)
+        if handler is None or api is None or handler.unary_unary is None:
+            return handler
+        behavior = handler.unary_unary
+
+        def measured(request, context):
+            began = time.perf_counter()
+            answer, status = None, "UNKNOWN"
+            try:
+                answer = behavior(request, context)
+                status = "OK"
+                return answer
+            except BaseException:
+                code = context.code()  # set by context.abort
+                status = code.name if code is not None else "UNKNOWN"
+                raise
+            finally:
+                self._record(api, request, answer, status, time.perf_counter() - began)
+
+        return grpc.unary_unary_rpc_method_handler(
+            measured,
+            request_deserializer=handler.request_deserializer,
+            response_serializer=handler.response_serializer,
+        )
+
+    def _record(self, api, request, answer, status, seconds):
+        spec = request.model_spec
+        if answer is not None and api == "Predict":
+            version = answer.model_spec.version.value  # the version that answered
+        else:
+            version = spec.version.value if spec.HasField("version") else None
+        signature = (spec.signature_name or DEFAULT_SIGNATURE) if api == "Predict" else ""
+        self.core.record_request(api, "GRPC", status, seconds, spec.name, version, signature)
 
 
 def serve(
