@@ -228,7 +228,7 @@ def measure(transport, single, batch, args):
 
 def main(argv=None):
     args = parse_arguments(argv)
-    from smcn_tf.export.layout import resolve_version_dir
+    from smcn_tf.contract.layout import resolve_version_dir
     from smcn_tf.serving.local.model_store import read_signature_defs
 
     temporary = None

@@ -105,7 +105,7 @@ def prepare_base(source, directory):
         `(base, swap, description)`: `swap()` renames the staged version 2
         into the base path (atomic and instant, so it lands mid-run).
     """
-    from smcn_tf.export.layout import resolve_version_dir
+    from smcn_tf.contract.layout import resolve_version_dir
 
     base = os.path.join(directory, "smcn")
     staging = os.path.join(directory, "staging")

@@ -264,23 +264,23 @@ def command_evaluate(args):
         if args.missing:
             # Each route (full input, unimodal head, fused head fed zeros) per fold.
             dataset = held_out_dataset(args.data, test_groups, args.batch_size)
-            routes = evaluate_missing(model, dataset, manifest["class_names"], args.missing)
+            routes = evaluate_missing(model, dataset, manifest.class_names, args.missing)
             for route, report in routes.items():
                 fold_results.setdefault(route, {})[fold] = report
             continue
         # The same scoring as `smcn train` gives the fold's results.json.
         fold_results[fold], _ = score_fold(
-            model, args.data, test_groups, manifest["class_names"], args.batch_size
+            model, args.data, test_groups, manifest.class_names, args.batch_size
         )
     if args.missing:
         pooled = {
-            route: summarize_folds(results, manifest["class_names"])["pooled"]
+            route: summarize_folds(results, manifest.class_names)["pooled"]
             for route, results in fold_results.items()
         }
         print(f"Pooled over folds {', '.join(sorted(fold_results['both']))}:")
         print(format_missing(pooled, args.missing))
         return 0
-    print(format_summary(summarize_folds(fold_results, manifest["class_names"])))
+    print(format_summary(summarize_folds(fold_results, manifest.class_names)))
     return 0
 
 
@@ -311,21 +311,8 @@ def command_report(args):
     return 0
 
 
-def build_parser():
-    parser = argparse.ArgumentParser(
-        prog="smcn",
-        description="SMCN (ICASSP 2022) speech + text emotion recognition in Keras 3.",
-    )
-    parser.add_argument(
-        "--verbose",
-        dest="startup_logs",
-        action="store_true",
-        help="Show TensorFlow's C++ start-up logs and library advice, hidden by default "
-        "(give it before the command; also SMCN_VERBOSE=1). Not `train --verbose N`, "
-        "which is Keras' progress verbosity.",
-    )
-    commands = parser.add_subparsers(dest="command", required=True)
-
+def _add_demo_data_parser(commands):
+    """`smcn demo-data`: the built-in demo corpus."""
     demo = commands.add_parser(
         "demo-data", help="Write the built-in demo corpus in IEMOCAP's release layout."
     )
@@ -351,6 +338,9 @@ def build_parser():
     )
     demo.set_defaults(handler=command_demo_data)
 
+
+def _add_prepare_parser(commands):
+    """`smcn prepare`: a corpus to sharded TFRecords."""
     from smcn_tf.corpora import registry
 
     prepare = commands.add_parser(
@@ -415,6 +405,9 @@ def build_parser():
     _add_config_arguments(prepare)
     prepare.set_defaults(handler=command_prepare)
 
+
+def _add_train_parser(commands):
+    """`smcn train`: every fold of a run."""
     train = commands.add_parser(
         "train", help="Train and score every fold (LOSO or the official split)."
     )
@@ -427,6 +420,9 @@ def build_parser():
     _add_config_arguments(train)
     train.set_defaults(handler=command_train)
 
+
+def _add_evaluate_parser(commands):
+    """`smcn evaluate`: the fold models of a run, scored again."""
     evaluate = commands.add_parser(
         "evaluate", help="Score the trained fold models of a run on their test groups."
     )
@@ -442,6 +438,9 @@ def build_parser():
     )
     evaluate.set_defaults(handler=command_evaluate)
 
+
+def _add_export_parser(commands):
+    """`smcn export`: a trained model as a TF Serving SavedModel."""
     export = commands.add_parser(
         "export", help="Export a trained model as a TF Serving SavedModel."
     )
@@ -460,6 +459,9 @@ def build_parser():
     )
     export.set_defaults(handler=command_export)
 
+
+def _add_report_parser(commands):
+    """`smcn report`: the paper's tables beside ours."""
     report = commands.add_parser(
         "report",
         help="Markdown tables like the paper's (ours beside the paper's), confusion matrices.",
@@ -474,6 +476,33 @@ def build_parser():
     )
     report.add_argument("--out", help="Write the markdown here instead of printing it.")
     report.set_defaults(handler=command_report)
+
+
+def build_parser():
+    """The `smcn` parser: one sub-command per stage, plus `serve` and `predict`."""
+    parser = argparse.ArgumentParser(
+        prog="smcn",
+        description="SMCN (ICASSP 2022) speech + text emotion recognition in Keras 3.",
+    )
+    parser.add_argument(
+        "--verbose",
+        dest="startup_logs",
+        action="store_true",
+        help="Show TensorFlow's C++ start-up logs and library advice, hidden by default "
+        "(give it before the command; also SMCN_VERBOSE=1). Not `train --verbose N`, "
+        "which is Keras' progress verbosity.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    for add_parser in (
+        _add_demo_data_parser,
+        _add_prepare_parser,
+        _add_train_parser,
+        _add_evaluate_parser,
+        _add_export_parser,
+        _add_report_parser,
+    ):
+        add_parser(commands)
 
     # `serve` (a local server with TF Serving's gRPC/REST API) and `predict`.
     from smcn_tf.serving.local import commands as serving_commands

@@ -25,12 +25,13 @@ import os
 import numpy as np
 import tensorflow as tf
 
-from smcn_tf.export.description import ExportDescription
-from smcn_tf.export.layout import write_version
-from smcn_tf.export.serving_module import signature_specs
+from smcn_tf.contract import input_checks
+from smcn_tf.contract.description import ExportDescription
+from smcn_tf.contract.input_checks import InputRules
+from smcn_tf.contract.layout import write_version
+from smcn_tf.contract.requests import predict_request
+from smcn_tf.contract.signatures import FEATURES_SIGNATURE, RAW_SIGNATURE, signature_specs
 from smcn_tf.features.settings import FeatureSettings
-from smcn_tf.serving import input_checks, wire
-from smcn_tf.serving.input_checks import FEATURES_SIGNATURE, RAW_SIGNATURE, InputRules
 
 CLASS_NAMES = ("angry", "happy", "neutral", "sad")
 AUDIO_DIM = 6
@@ -267,7 +268,7 @@ def write_contract_model(
 def _write_warmup(path):
     from tensorflow_serving.apis import prediction_log_pb2
 
-    request = wire.predict_request(
+    request = predict_request(
         "", "serving_default", raw_inputs(batch_size=1, samples=SAMPLE_RATE, tokens=4)
     )
     log = prediction_log_pb2.PredictionLog(

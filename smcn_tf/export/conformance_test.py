@@ -18,7 +18,8 @@ import keras
 import numpy as np
 import pytest
 
-from smcn_tf.export.exporter import SIGNATURES, export_model, signature_contract
+from smcn_tf.contract.signatures import SIGNATURES, signature_contract
+from smcn_tf.export.exporter import export_model
 from smcn_tf.export.exporter_test import (
     CLASS_NAMES,
     TINY,

@@ -29,6 +29,7 @@ The signatures and what runs inside them are documented in
 directories and their temporary directories in `layout.py`.
 """
 
+import dataclasses
 import logging
 import os
 import re
@@ -36,47 +37,34 @@ import shutil
 
 import tensorflow as tf
 
-from smcn_tf.export import layout
-from smcn_tf.export.description import (
+from smcn_tf.contract import layout
+from smcn_tf.contract.description import (
     DESCRIPTION_NAME,
     FORMAT_VERSION,
     TOKENIZER_DIRECTORY,
     ExportDescription,
 )
-from smcn_tf.export.layout import STALE_TEMPORARY_SECONDS, remove_stale_temporaries
-from smcn_tf.export.layout import host_name as _host_name  # noqa: F401  (tests use it)
-from smcn_tf.export.serving_module import (
-    SIGNATURES,
-    SMCNServingModule,
-    input_rules,
-    serving_copy,
-    signature_contract,
-    signature_specs,
-)
+from smcn_tf.contract.input_checks import DEFAULT_MIN_AUDIO_SECONDS
+from smcn_tf.contract.requests import predict_request
+from smcn_tf.contract.signatures import signature_contract
+from smcn_tf.export.serving_module import SMCNServingModule, input_rules, serving_copy
 from smcn_tf.features.audio import LogMelFeatures
 from smcn_tf.features.settings import FeatureSettings
 from smcn_tf.features.text import TextEncoder
 from smcn_tf.io_utils import jsonable, read_json
 from smcn_tf.model.smcn import SMCNModel, load_model
-from smcn_tf.serving import wire
-from smcn_tf.serving.input_checks import DEFAULT_MIN_AUDIO_SECONDS
 
 logger = logging.getLogger("smcn_tf.export.exporter")
 
 # Re-exported: the names the CLI, scripts and tests import from here.
 __all__ = [
-    "SIGNATURES",
-    "STALE_TEMPORARY_SECONDS",
     "SMCNServingModule",
     "existing_versions",
     "export_from_run",
     "export_model",
     "input_rules",
     "load_tokenizer",
-    "remove_stale_temporaries",
     "serving_copy",
-    "signature_contract",
-    "signature_specs",
 ]
 
 SMCN_JSON = DESCRIPTION_NAME
@@ -111,20 +99,20 @@ def _positive_int(settings, key, source, allow_none=False, minimum=1):
 
 
 def _check_feature_settings(model, feature_settings, source):
-    """The run's feature settings, checked against the model, as a `FeatureSettings`."""
-    if not isinstance(feature_settings, dict):
-        raise ValueError(
-            f"{source}: expected a JSON object with the run's feature settings, "
-            f"got {type(feature_settings).__name__}."
-        )
+    """The run's feature settings, checked against the model, as a `FeatureSettings`.
+
+    `FeatureSettings.from_json` checks each field; what is checked here is
+    what only the model knows: its feature sizes, class names and modalities.
+    """
+    settings = FeatureSettings.from_json(feature_settings, source)
     for key, expected in (("audio_dim", model.audio_dim), ("text_dim", model.text_dim)):
-        value = feature_settings.get(key)
+        value = getattr(settings, key)
         if value is not None and value != expected:
             raise ValueError(
                 f"{source}: `{key}` is {value} but the model expects {expected}; "
                 "the features and the model come from different runs."
             )
-    names = feature_settings.get("class_names")
+    names = settings.class_names
     if names is not None and model.class_names is not None and list(names) != list(
         model.class_names
     ):
@@ -132,21 +120,19 @@ def _check_feature_settings(model, feature_settings, source):
             f"{source}: `class_names` {list(names)} differ from the model's "
             f"{list(model.class_names)}."
         )
-    checked = {
-        "pooling": _positive_int(feature_settings, "pooling", source),
-        "max_frames": _positive_int(feature_settings, "max_frames", source, allow_none=True),
-        "max_tokens": _positive_int(
-            feature_settings, "max_tokens", source, allow_none="text" not in model.modalities,
-            minimum=2,
-        ),
-        "sample_rate": _positive_int(
-            {"sample_rate": feature_settings.get("sample_rate", 16000)}, "sample_rate", source
-        ),
-        "text_encoder": feature_settings.get("text_encoder"),
-    }
-    text_encoder = checked["text_encoder"]
-    if text_encoder is not None and not isinstance(text_encoder, str):
-        raise ValueError(f"{source}: `text_encoder` must be a string, got {text_encoder!r}.")
+    if "text" in model.modalities and settings.max_tokens is None:
+        raise ValueError(f"{source}: `max_tokens` must be an integer >= 2, got None.")
+    _check_text_encoder(model, settings.text_encoder, source)
+    return dataclasses.replace(
+        settings,
+        audio_dim=model.audio_dim,
+        text_dim=model.text_dim,
+        class_names=tuple(model.class_names) if model.class_names else None,
+    )
+
+
+def _check_text_encoder(model, text_encoder, source):
+    """Refuses a text model whose encoder checkpoint is not on this machine."""
     if "text" in model.modalities and not (
         isinstance(text_encoder, str) and os.path.isfile(os.path.join(text_encoder, "config.json"))
     ):
@@ -156,18 +142,6 @@ def _check_feature_settings(model, feature_settings, source):
             f"{text_encoder!r} is not one on this machine. The served graph runs that "
             "encoder, so point `text_encoder` at a local copy of the same checkpoint."
         )
-    return FeatureSettings(
-        sample_rate=checked["sample_rate"],
-        pooling=checked["pooling"],
-        max_frames=checked["max_frames"],
-        max_tokens=checked["max_tokens"],
-        audio_dim=model.audio_dim,
-        text_dim=model.text_dim,
-        text_encoder=text_encoder,
-        corpus=feature_settings.get("corpus") if isinstance(
-            feature_settings.get("corpus"), str) else None,
-        class_names=tuple(model.class_names) if model.class_names else None,
-    )
 
 
 def _check_model_name(model_name):
@@ -284,7 +258,7 @@ def write_warmup(path, model_name, module, tokenizer):
     }
     with tf.io.TFRecordWriter(path) as writer:
         for signature, inputs in requests.items():
-            request = wire.predict_request(
+            request = predict_request(
                 model_name, signature, {name: value.numpy() for name, value in inputs.items()}
             )
             log = prediction_log_pb2.PredictionLog(
@@ -301,8 +275,8 @@ def export_model(
     """Writes `model` as `<export_base>/<model_name>/<version>/` for TF Serving.
 
     The SavedModel has the raw-input `serving_default` signature and the
-    precomputed-features `features` signature (see `SIGNATURES` and the module
-    docstring); `assets.extra/smcn.json` records the model config, the feature
+    precomputed-features `features` signature (see
+    `smcn_tf.contract.signatures.SIGNATURES`); `assets.extra/smcn.json` records the model config, the feature
     settings, the class names and the signature contract, and
     `assets.extra/tokenizer/` holds the text encoder's tokenizer files (see
     `load_tokenizer`).
@@ -327,7 +301,7 @@ def export_model(
 
     Temporary directories (`.tmp-<version>-<pid>-<host>`) that killed
     exports left in `<export_base>/<model_name>` are removed first: see
-    `remove_stale_temporaries`.
+    `smcn_tf.contract.layout.remove_stale_temporaries`.
 
     Example, with a trained `model` and its run's feature settings (not run
     as a test: it needs a training run):

@@ -20,13 +20,12 @@ import tensorflow as tf
 from tensorflow.core.protobuf import saved_model_pb2
 from tensorflow.python.framework import op_def_registry
 
+from smcn_tf.contract.signatures import SIGNATURES, signature_contract
 from smcn_tf.export.exporter import (
-    SIGNATURES,
     export_from_run,
     export_model,
     existing_versions,
     load_tokenizer,
-    signature_contract,
 )
 from smcn_tf.features.audio import LogMelFeatures, extract_audio_features
 from smcn_tf.model.smcn import build_smcn

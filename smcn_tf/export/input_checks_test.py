@@ -17,12 +17,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from smcn_tf.export.exporter import (
-    SMCNServingModule,
-    export_model,
-    input_rules,
-    remove_stale_temporaries,
-)
+from smcn_tf.contract.input_checks import clean_graph_error
+from smcn_tf.contract.layout import host_name, remove_stale_temporaries
+from smcn_tf.export.exporter import SMCNServingModule, export_model, input_rules
 from smcn_tf.export.exporter_test import (
     CLASS_NAMES,
     TINY,
@@ -36,7 +33,6 @@ from smcn_tf.export.exporter_test import (
     waveforms,
 )
 from smcn_tf.model.smcn import build_smcn
-from smcn_tf.serving.input_checks import clean_graph_error
 
 GRAPH_NOISE = ("Graph execution error", "node", "Detected at", "[[", "Op:", "__inference")
 
@@ -248,11 +244,9 @@ def _dead_pid():
 
 
 def test_stale_temporary_export_directories_are_removed_and_running_ones_kept(tmp_path):
-    from smcn_tf.export.exporter import _host_name
-
     model_dir = tmp_path / "export" / "smcn"
     model_dir.mkdir(parents=True)
-    host = _host_name()
+    host = host_name()
     names = {
         "dead, old name": f".tmp-3-{_dead_pid()}",  # as the killed export of the issue left it
         "dead, this host": f".tmp-4-{_dead_pid()}-{host}",

@@ -1,35 +1,15 @@
-"""`SMCNServingModule`: the served signatures of an SMCN, and their contract.
+"""`SMCNServingModule`: the served signatures of an SMCN, traced from the contract.
 
-The signatures are defined once here (`SIGNATURES`): `signature_specs` gives
-the `tf.TensorSpec`s every serving module (this one, and the contract
-stand-in of the tests) traces its functions with, and `signature_contract`
-the concrete shapes `smcn.json` records.
-
-Signatures (see `SIGNATURES`):
-
-    serving_default (raw inputs; log-Mel and BERT run inside the graph):
-        inputs:  waveform        float32 [batch, samples]   16 kHz mono, zero-padded
-                 waveform_length int32   [batch]            valid samples per item
-                 input_ids       int32   [batch, tokens]    WordPiece ids, [CLS] .. [SEP]
-                 attention_mask  int32   [batch, tokens]    1 on real tokens, 0 on padding
-    features (precomputed features, as training reads them):
-        inputs:  audio_features  float32 [batch, frames, audio_dim]
-                 audio_length    int32   [batch]
-                 text_features   float32 [batch, tokens, text_dim]
-                 text_length     int32   [batch]
-    both answer:
-                 probabilities   float32 [batch, classes]
-                 class_id        int32   [batch]
-                 class_name      string  [batch]
-                 modality        string  [batch]            "both", "audio" or "text"
-                 audio_attention float32 [batch, frames]
-                 text_attention  float32 [batch, tokens]
+The signatures' names, inputs and outputs are defined once, in
+`smcn_tf.contract.signatures` (`SIGNATURES`): this module traces its
+functions with `signature_specs` and answers every output `SIGNATURES`
+names, for the raw-input `serving_default` and the precomputed `features`.
 
 `audio_attention` / `text_attention` are the attention weights of the branch
 that feeds the head that answered (zeros for a modality that did not);
 `frames` are the pooled log-Mel frames and `tokens` the (truncated) tokens.
 
-Checks and missing modalities (`smcn_tf.serving.input_checks`): both
+Checks and missing modalities (`smcn_tf.contract.input_checks`): both
 signatures refuse bad values with INVALID_ARGUMENT from `tf.debugging.Assert`
 ops that every output depends on (non-finite audio or features, lengths
 outside [0, padded size], token ids outside the vocabulary, an attention mask
@@ -65,107 +45,10 @@ GPU still exports without cuDNN-only ops and loads on a CPU server.
 import keras
 import tensorflow as tf
 
+from smcn_tf.contract import input_checks
+from smcn_tf.contract.input_checks import DEFAULT_MIN_AUDIO_SECONDS, InputRules
+from smcn_tf.contract.signatures import FEATURES_SIGNATURE, RAW_SIGNATURE, signature_specs
 from smcn_tf.model.smcn import TRAINING_ONLY_ARGUMENTS, VARIANTS, SMCNModel, dtype_policy
-from smcn_tf.serving import input_checks
-from smcn_tf.serving.input_checks import DEFAULT_MIN_AUDIO_SECONDS, InputRules
-
-_OUTPUTS = {
-    "probabilities": ("float32", ["batch", "classes"]),
-    "class_id": ("int32", ["batch"]),
-    "class_name": ("string", ["batch"]),
-    "modality": ("string", ["batch"]),
-    "audio_attention": ("float32", ["batch", "frames"]),
-    "text_attention": ("float32", ["batch", "tokens"]),
-}
-# The serving contract: signature -> inputs/outputs -> name -> (dtype, dims).
-# A dim is a name: `audio_dim`, `text_dim` and `classes` have the model's
-# sizes, every other dim any size.
-SIGNATURES = {
-    "serving_default": {
-        "inputs": {
-            "waveform": ("float32", ["batch", "samples"]),
-            "waveform_length": ("int32", ["batch"]),
-            "input_ids": ("int32", ["batch", "tokens"]),
-            "attention_mask": ("int32", ["batch", "tokens"]),
-        },
-        "outputs": _OUTPUTS,
-    },
-    "features": {
-        "inputs": {
-            "audio_features": ("float32", ["batch", "frames", "audio_dim"]),
-            "audio_length": ("int32", ["batch"]),
-            "text_features": ("float32", ["batch", "tokens", "text_dim"]),
-            "text_length": ("int32", ["batch"]),
-        },
-        "outputs": _OUTPUTS,
-    },
-}
-
-
-def signature_contract(audio_dim, text_dim, num_classes):
-    """The served signatures with concrete shapes, as `smcn.json` records them.
-
-    Args:
-        audio_dim: the model's audio feature size.
-        text_dim: the model's text feature size.
-        num_classes: the number of classes.
-
-    Returns:
-        A dict `{signature: {"inputs"|"outputs": {name: {"dtype", "shape",
-        "dims"}}}}` where `shape` uses -1 for a dimension of any size (as
-        `saved_model_cli` shows it) and `dims` names each dimension.
-
-    Example:
-
-    >>> signature_contract(78, 384, 4)["features"]["inputs"]["audio_features"]["shape"]
-    [-1, -1, 78]
-    """
-    sizes = {
-        "audio_dim": int(audio_dim),
-        "text_dim": int(text_dim),
-        "classes": int(num_classes),
-    }
-    contract = {}
-    for signature, sides in SIGNATURES.items():
-        contract[signature] = {}
-        for side, tensors in sides.items():
-            contract[signature][side] = {
-                name: {
-                    "dtype": dtype,
-                    "shape": [sizes.get(dim, -1) for dim in dims],
-                    "dims": list(dims),
-                }
-                for name, (dtype, dims) in tensors.items()
-            }
-    return contract
-
-
-
-def signature_specs(audio_dim, text_dim):
-    """The input `tf.TensorSpec`s of each signature, in argument order.
-
-    Args:
-        audio_dim: the model's audio feature size.
-        text_dim: the model's text feature size.
-
-    Returns:
-        A dict `{signature: [tf.TensorSpec, ...]}`, the `input_signature`
-        of that signature's `tf.function`; each spec is named after its input.
-
-    Example:
-
-    >>> signature_specs(78, 384)["features"][0]
-    TensorSpec(shape=(None, None, 78), dtype=tf.float32, name='audio_features')
-    """
-    sizes = {"audio_dim": int(audio_dim), "text_dim": int(text_dim)}
-    return {
-        signature: [
-            tf.TensorSpec([sizes.get(dim) for dim in dims], tf.as_dtype(dtype), name)
-            for name, (dtype, dims) in sides["inputs"].items()
-        ]
-        for signature, sides in SIGNATURES.items()
-    }
-
 
 def serving_copy(model):
     """The same model and weights, rebuilt in float32 without cuDNN-only kernels.
@@ -320,7 +203,7 @@ class SMCNServingModule(tf.Module):
             )
         )
         return self._run(
-            input_checks.FEATURES_SIGNATURE, audio_features, audio_length, text_features,
+            FEATURES_SIGNATURE, audio_features, audio_length, text_features,
             text_length, audio_present=audio_length > 0, text_present=text_length > 0,
         )
 
@@ -391,12 +274,12 @@ class SMCNServingModule(tf.Module):
                 :, :, tf.newaxis
             ]
         return self._run(
-            input_checks.RAW_SIGNATURE, audio_features, audio_length, text_features,
+            RAW_SIGNATURE, audio_features, audio_length, text_features,
             text_length, audio_present=audio_present, text_present=text_present,
         )
 
     def answer(self, outputs, inputs, audio_present=None, text_present=None,
-               signature_key=input_checks.FEATURES_SIGNATURE):
+               signature_key=FEATURES_SIGNATURE):
         """The serving outputs from the model's output dict.
 
         Args:

@@ -5,9 +5,15 @@
 - `SMCNClient` / `Prediction` (`client.py`): audio + transcript in,
   class, probabilities and attention out, in-process or over gRPC or REST.
 - `commands.py`: the `smcn serve` and `smcn predict` subcommands.
+- `wire.py`: TF Serving's JSON tensor format and protos.
+
+What a served SMCN promises (signatures, `smcn.json`, version layout, input
+rules, `ServingError`) is `smcn_tf.contract`, which `smcn_tf.export` writes by.
 
 Names are imported on first use, so `import smcn_tf.serving` stays cheap.
 """
+
+from smcn_tf.contract.lazy import lazy_getattr
 
 _EXPORTS = {
     "serve": "smcn_tf.serving.local.server",
@@ -15,15 +21,9 @@ _EXPORTS = {
     "ServerPorts": "smcn_tf.serving.local.server",
     "SMCNClient": "smcn_tf.serving.client",
     "Prediction": "smcn_tf.serving.client",
-    "ServingError": "smcn_tf.serving.errors",
+    "ServingError": "smcn_tf.contract.errors",
 }
 
 __all__ = sorted(_EXPORTS)
 
-
-def __getattr__(name):
-    if name in _EXPORTS:
-        import importlib
-
-        return getattr(importlib.import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module 'smcn_tf.serving' has no attribute {name!r}")
+__getattr__ = lazy_getattr(__name__, _EXPORTS)

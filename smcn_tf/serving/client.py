@@ -36,18 +36,20 @@ import urllib.request
 
 import numpy as np
 
-from smcn_tf.export.description import ExportDescription
-from smcn_tf.export.layout import resolve_version_dir
+from smcn_tf.contract.description import ExportDescription
+from smcn_tf.contract.errors import ServingError, code_for_http_status
+from smcn_tf.contract.input_checks import clean_graph_error
+from smcn_tf.contract.layout import resolve_version_dir
+from smcn_tf.contract.requests import predict_request
+from smcn_tf.contract.signatures import RAW_SIGNATURE
 from smcn_tf.features.settings import FeatureSettings
 from smcn_tf.features.text import default_checkpoint_dir
 from smcn_tf.features.text import pad_token_ids
 from smcn_tf.serving import wire
-from smcn_tf.serving.errors import ServingError, code_for_http_status
-from smcn_tf.serving.input_checks import clean_graph_error
 
 DEFAULT_MAX_TOKENS = 150
 DEFAULT_SAMPLE_RATE = 16000
-SIGNATURE = "serving_default"
+SIGNATURE = RAW_SIGNATURE
 
 
 @dataclasses.dataclass
@@ -249,7 +251,7 @@ class GrpcTransport(Transport):
             raise _grpc_error(error, self.target)
 
     def predict(self, inputs, signature_name=SIGNATURE):
-        request = wire.predict_request(self.model_name, signature_name, inputs, self.version)
+        request = predict_request(self.model_name, signature_name, inputs, self.version)
         response = self._call(self._stub.Predict, request)
         return wire.response_outputs(response), response.model_spec.version.value
 

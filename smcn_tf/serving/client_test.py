@@ -7,7 +7,7 @@ import pytest
 import soundfile
 
 from smcn_tf.serving.client import Prediction, SMCNClient
-from smcn_tf.serving.errors import ServingError
+from smcn_tf.contract.errors import ServingError
 from smcn_tf.serving.local.server import serve
 from tests.serving_support import CLASS_NAMES, MAX_TOKENS
 

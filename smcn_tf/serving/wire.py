@@ -35,7 +35,8 @@ import math
 
 import numpy as np
 
-from smcn_tf.serving.errors import ServingError, describe_key_mismatch, invalid_argument
+from smcn_tf.contract.errors import ServingError, describe_key_mismatch, invalid_argument
+from smcn_tf.contract.requests import tensor_proto
 
 _B64 = "b64"
 MAX_JSON_DEPTH = 64
@@ -465,18 +466,11 @@ def format_predict_response(request_format, outputs):
     }
 
 
-# TF Serving's protos (gRPC), in both directions, for the clients, the local
-# server and the exporter's warm-up file. The protos need TensorFlow, which
-# is imported on first use here (not at the top): the REST client, `smcn
-# --help` and the JSON side of this module must not pay its seconds of
-# start-up.
-
-
-def tensor_proto(array):
-    """A numpy array as a `TensorProto`."""
-    import tensorflow as tf
-
-    return tf.make_tensor_proto(array)
+# TF Serving's protos (gRPC), in both directions, for the clients and the
+# local server (`smcn_tf.contract.requests` builds a `PredictRequest`). The
+# protos need TensorFlow, which is imported on first use here (not at the
+# top): the REST client, `smcn --help` and the JSON side of this module must
+# not pay its seconds of start-up.
 
 
 def proto_to_array(proto):
@@ -484,20 +478,6 @@ def proto_to_array(proto):
     import tensorflow as tf
 
     return tf.make_ndarray(proto)
-
-
-def predict_request(model_name, signature_name, inputs, version=None):
-    """A `PredictRequest` for `inputs` (name -> numpy array)."""
-    from tensorflow_serving.apis import predict_pb2
-
-    request = predict_pb2.PredictRequest()
-    request.model_spec.name = model_name or ""
-    request.model_spec.signature_name = signature_name
-    if version is not None:
-        request.model_spec.version.value = int(version)
-    for name, value in inputs.items():
-        request.inputs[name].CopyFrom(tensor_proto(value))
-    return request
 
 
 def predict_response(model_name, version, signature_name, outputs):

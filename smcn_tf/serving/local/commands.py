@@ -54,6 +54,12 @@ def add_parsers(subparsers):
     >>> parser.parse_args(["serve", "--model-base-path", "export/smcn"]).port
     8500
     """
+    _add_serve_parser(subparsers)
+    _add_predict_parser(subparsers)
+
+
+def _add_serve_parser(subparsers):
+    """`serve`: a local server with TF Serving's gRPC and REST API."""
     serve = subparsers.add_parser(
         "serve",
         help="Serve an exported model with TensorFlow Serving's gRPC and REST API.",
@@ -98,6 +104,9 @@ def add_parsers(subparsers):
     )
     serve.set_defaults(handler=command_serve)
 
+
+def _add_predict_parser(subparsers):
+    """`predict`: one clip and transcript, in-process or through a server."""
     predict = subparsers.add_parser(
         "predict",
         help="Predict the emotion of an audio clip + transcript with a served model.",
@@ -229,8 +238,8 @@ def _format_prediction(prediction, transport, top_tokens):
 def command_predict(args):
     """Runs `smcn predict`; returns the exit code (1 when the server refuses)."""
     # When the command runs, not at the top: see `command_serve`.
+    from smcn_tf.contract.errors import ServingError
     from smcn_tf.serving.client import SMCNClient
-    from smcn_tf.serving.errors import ServingError
 
     if not args.audio and not (args.text or "").strip():
         raise ValueError("give --audio, --text or both (the model needs at least one).")

@@ -16,8 +16,8 @@ from tensorflow_serving.apis import (
     prediction_service_pb2_grpc,
 )
 
+from smcn_tf.contract.errors import ServingError, invalid_argument
 from smcn_tf.serving import wire
-from smcn_tf.serving.errors import ServingError, invalid_argument
 
 logger = logging.getLogger("smcn_tf.serving")
 

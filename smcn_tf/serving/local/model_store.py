@@ -37,20 +37,21 @@ from google.protobuf import text_format
 from tensorflow.core.protobuf import saved_model_pb2
 from tensorflow_serving.apis import prediction_log_pb2
 
-from smcn_tf.export.description import DESCRIPTION_FILE, ExportDescription
-from smcn_tf.export.layout import list_versions
-from smcn_tf.serving import wire
-from smcn_tf.serving.errors import (
+from smcn_tf.contract.description import DESCRIPTION_FILE, ExportDescription
+from smcn_tf.contract.errors import (
     ServingError,
     describe_key_mismatch,
     invalid_argument,
     not_found,
 )
-from smcn_tf.serving.input_checks import clean_graph_error
+from smcn_tf.contract.input_checks import clean_graph_error
+from smcn_tf.contract.layout import list_versions
+from smcn_tf.contract.signatures import RAW_SIGNATURE
+from smcn_tf.serving import wire
 
 logger = logging.getLogger("smcn_tf.serving")
 
-DEFAULT_SIGNATURE = "serving_default"
+DEFAULT_SIGNATURE = RAW_SIGNATURE
 WARMUP_FILE = os.path.join("assets.extra", "tf_serving_warmup_requests")
 # TF Serving replays at most this many warmup records.
 MAX_WARMUP_RECORDS = 1000

@@ -32,7 +32,7 @@ import socket
 import time
 import urllib.parse
 
-from smcn_tf.serving.errors import ServingError, invalid_argument, not_found
+from smcn_tf.contract.errors import ServingError, invalid_argument, not_found
 from smcn_tf.serving.local.metrics import CONTENT_TYPE, METRICS_PATH
 from smcn_tf.serving.wire import (
     MAX_JSON_DEPTH,

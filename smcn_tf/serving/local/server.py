@@ -31,9 +31,9 @@ import time
 import grpc
 from tensorflow_serving.apis import model_service_pb2_grpc, prediction_service_pb2_grpc
 
-from smcn_tf.export.layout import list_versions
+from smcn_tf.contract.errors import ServingError, not_found
+from smcn_tf.contract.layout import list_versions
 from smcn_tf.serving import wire
-from smcn_tf.serving.errors import ServingError, not_found
 from smcn_tf.serving.local.grpc_service import ModelService, PredictionService
 from smcn_tf.serving.local.metrics import ServingMetrics
 from smcn_tf.serving.local.model_store import DEFAULT_SIGNATURE, ModelStore

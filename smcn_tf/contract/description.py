@@ -16,7 +16,7 @@ import os
 import typing
 
 from smcn_tf.features.settings import FeatureSettings
-from smcn_tf.serving.input_checks import InputRules
+from smcn_tf.contract.input_checks import InputRules
 
 DESCRIPTION_NAME = "smcn.json"
 # Relative to a version directory.

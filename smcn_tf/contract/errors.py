@@ -1,4 +1,4 @@
-"""The one error type of the serving package, with TF Serving's status codes.
+"""The one error type of a served SMCN, with TF Serving's status codes.
 
 Every failure a request can meet is a `ServingError` carrying a canonical
 status code name (`"INVALID_ARGUMENT"`, `"NOT_FOUND"`, ...). The gRPC front

@@ -42,12 +42,15 @@ import re
 import numpy as np
 
 from smcn_tf.features import MIN_SECONDS_DEFAULT
-from smcn_tf.serving.errors import invalid_argument
+from smcn_tf.contract.errors import invalid_argument
+from smcn_tf.contract.signatures import (
+    FEATURE_INPUTS,
+    FEATURES_SIGNATURE,
+    RAW_INPUTS,
+    RAW_SIGNATURE,
+    input_ranks,
+)
 
-RAW_SIGNATURE = "serving_default"
-FEATURES_SIGNATURE = "features"
-RAW_INPUTS = ("waveform", "waveform_length", "input_ids", "attention_mask")
-FEATURE_INPUTS = ("audio_features", "audio_length", "text_features", "text_length")
 MODALITIES = ("audio", "text")
 BOTH = "both"
 # Audio shorter than this is treated as missing: too short to carry emotion.
@@ -245,8 +248,8 @@ class InputRules:
         return inputs["audio_length"] > 0, inputs["text_length"] > 0
 
 
-RAW_RANKS = {"waveform": 2, "waveform_length": 1, "input_ids": 2, "attention_mask": 2}
-FEATURE_RANKS = {"audio_features": 3, "audio_length": 1, "text_features": 3, "text_length": 1}
+RAW_RANKS = input_ranks(RAW_SIGNATURE)
+FEATURE_RANKS = input_ranks(FEATURES_SIGNATURE)
 
 
 def _shaped(inputs, ranks):

@@ -24,6 +24,7 @@ import socket
 import threading
 import time
 
+# Its messages are about exports being written: logged under the exporter's name.
 logger = logging.getLogger("smcn_tf.export.exporter")
 
 VERSION_DIRECTORY = re.compile(r"^\d+$")

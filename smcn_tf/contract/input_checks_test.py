@@ -1,0 +1,45 @@
+"""The input rules alone: `clean_graph_error` and `InputRules` through smcn.json.
+
+The rules at work, in a served graph and behind the local server, are tested
+in `smcn_tf/serving/validation_test.py` and `smcn_tf/export/input_checks_test.py`.
+"""
+
+import numpy as np
+import pytest
+
+from smcn_tf.contract.errors import ServingError
+from smcn_tf.contract.input_checks import InputRules, clean_graph_error
+
+
+def test_clean_graph_error_keeps_the_message_and_drops_graph_text():
+    raw = (
+        "Graph execution error:\n\nDetected at node Assert_3/Assert defined at (most recent "
+        "call last):\n<stack traces unavailable>\nassertion failed: [inputs input_ids and "
+        "attention_mask have different shapes:] [2 8] [and] [2 7]\n\t [[{{node "
+        "Assert_3/Assert}}]] [Op:__inference_signature_wrapper_116]"
+    )
+    assert clean_graph_error(raw) == (
+        "inputs input_ids and attention_mask have different shapes: [2, 8] and [2, 7]"
+    )
+    gather = (
+        "Graph execution error:\n\nDetected at node GatherV2 defined at (most recent call "
+        "last):\n<stack traces unavailable>\nindices[1,3] = 30522 is not in [0, 30522)\n\t "
+        "[[{{node GatherV2}}]] [Op:__inference_signature_wrapper_9]"
+    )
+    assert clean_graph_error(gather) == "indices[1,3] = 30522 is not in [0, 30522)"
+
+
+def test_rules_round_trip_through_smcn_json():
+    rules = InputRules(variant="cat", unimodal_heads=(), vocab_size=30522, cls_token_id=101,
+                       separator_token_id=102, min_audio_samples=1600)
+    again = InputRules.from_description({"input_checks": rules.to_json()})
+    assert again.to_json() == rules.to_json()
+    assert again.to_json()["min_audio_seconds"] == 0.1
+    with pytest.raises(ServingError, match="row 0 has no text .text_length 0. but variant cat needs both audio and text"):
+        again.check("features", {
+            "audio_features": np.zeros([1, 2, 3], "float32"),
+            "audio_length": np.array([2], "int32"),
+            "text_features": np.zeros([1, 2, 3], "float32"),
+            "text_length": np.array([0], "int32"),
+        })
+    assert InputRules.from_description({}) is None
