@@ -103,12 +103,12 @@ class RestHandler(http.server.BaseHTTPRequestHandler):
             code, status, payload = "INTERNAL", 500, json.dumps(
                 {"error": "Internal error: the answer holds a non-finite number."}
             )
-        self._send_json(status, payload.encode("utf-8"))
-        if self._measured is not None:
+        if self._measured is not None:  # before the answer: a client may scrape right after
             api, name, version, signature = self._measured
             self.server.model_server.record_request(
                 api, "REST", code, time.perf_counter() - began, name, version, signature
             )
+        self._send_json(status, payload.encode("utf-8"))
 
     def _send_json(self, status, payload, content_type="application/json"):
         self.send_response(status)
