@@ -126,6 +126,10 @@ class LoadedCorpus:
             there is no reference).
         listed_counts: `{group: n}` of the utterances the corpus lists per
             group, kept or skipped by the parser, for `plan_shards`.
+        lines: `{utterance_id: line}`, where each utterance is listed in a
+            manifest corpus (csv), kept or skipped; the report gives the line
+            of every utterance it skips or warns about. Empty for corpora
+            without one manifest.
     """
 
     name: str
@@ -136,6 +140,7 @@ class LoadedCorpus:
     dropped: typing.Dict[str, int]
     counts_check: dict
     listed_counts: typing.Dict[str, int]
+    lines: typing.Dict[str, int] = dataclasses.field(default_factory=dict)
 
 
 class CorpusAdapter:

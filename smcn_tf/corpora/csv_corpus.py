@@ -37,9 +37,10 @@ unknown column, an empty required cell, a start or end that is not a number
 of seconds >= 0 or an end that is not after the start, a duplicate id (both
 lines), a row with the wrong number of fields. A missing audio file is
 skipped, with its line, in the report (or raises with `strict`). Files that
-exist but cannot be decoded are found, and reported, when `smcn_tf.records.prepare`
-reads them; audio at any rate and with any number of channels is resampled
-to 16 kHz and averaged to mono there.
+exist but cannot be decoded (or are cut off) are found when
+`smcn_tf.records.prepare` reads them, and reported with their line too;
+audio at any rate and with any number of channels is resampled to 16 kHz
+and averaged to mono there.
 """
 
 import dataclasses
@@ -528,4 +529,5 @@ class CsvCorpus(CorpusAdapter):
             dropped=dropped,
             counts_check=_counts_check(counts),
             listed_counts=parsed.listed_counts,
+            lines=parsed.lines,
         )

@@ -291,9 +291,16 @@ def test_prepare_csv_end_to_end(tmp_path):
     assert report["parser"]["skipped"] == [
         ["audio/gone.wav", f"missing audio file {gone} (line 6)"]
     ]
-    (broken,) = report["skipped"]
+    # One list: the missing file, then the broken one, each with its manifest line.
+    assert report["num_skipped"] == 2
+    missing, broken = report["skipped"]
+    assert missing == {
+        "utterance_id": "audio/gone.wav", "reason": f"missing audio file {gone} (line 6)",
+        "stage": "parse", "line": 6,
+    }
     assert broken["utterance_id"] == "audio/broken.wav"
     assert broken["reason"].startswith("cannot read audio")
+    assert broken["line"] == 7 and broken["stage"] == "read_audio"
     assert report["dropped"]["by_reason"] == {
         "cannot read audio": 1,
         "label fru (not one of the classes)": 1,
@@ -364,6 +371,86 @@ def test_segment_past_the_end_is_skipped(tmp_path):
     assert late["utterance_id"] == "short.wav@1.500-2.000"
     assert re.search(r"segment starts at 1\.5 s, at or past the end of the audio \(1\.000 s\)",
                      late["reason"])
+
+
+def _manifest_with_every_fault(root):
+    """Three good rows (one of them emoji-only) and one row per fault."""
+    for name, seconds in (("good_1", 0.6), ("good_2", 0.7), ("smile", 0.5), ("blip", 0.02)):
+        _write_wav(root / "audio" / f"{name}.wav", seconds=seconds)
+    (root / "audio" / "noise.wav").write_bytes(b"RIFF....not a wav at all")
+    cut = _write_wav(root / "audio" / "cut.wav", seconds=2.008)  # 32128 samples declared
+    cut.write_bytes(cut.read_bytes()[: 44 + 10695 * 2])  # 10695 left
+    return _write_csv(
+        root / "manifest.csv",
+        [
+            "path,transcript,label,group",
+            "audio/good_1.wav,Hello there.,neu,alice",  # line 2
+            "audio/gone.wav,Nobody home.,sad,alice",  # 3: missing
+            "audio/noise.wav,Crackle.,ang,bob",  # 4: cannot be decoded
+            "audio/blip.wav,Hm.,neu,bob",  # 5: 0.02 s, below min_seconds
+            "audio/cut.wav,I was saying something long.,hap,alice",  # 6: cut off
+            "audio/smile.wav,\U0001f600\U0001f600,hap,bob",  # 7: no known word piece
+            "audio/good_2.wav,What a day.,sad,bob",  # 8
+        ],
+    )
+
+
+def _cli_prepare(manifest, out_dir, monkeypatch, capsys, encoder):
+    from smcn_tf import cli
+    from smcn_tf.records import prepare
+
+    monkeypatch.setattr(prepare, "TextEncoder", lambda *args, **kwargs: encoder)
+    assert cli.main(["prepare", "csv", "--manifest", str(manifest), "--out", str(out_dir)]) == 0
+    captured = capsys.readouterr()
+    with open(out_dir / "report.json", encoding="utf-8") as file:
+        return json.load(file), captured
+
+
+def test_cli_prepare_csv_lists_every_skip_once(tmp_path, monkeypatch, capsys):
+    manifest = _manifest_with_every_fault(tmp_path / "mine")
+    out_dir = tmp_path / "records"
+    report, captured = _cli_prepare(manifest, out_dir, monkeypatch, capsys, FakeTextEncoder())
+    audio_dir = manifest.parent / "audio"
+
+    # report.json: one list, the parser's skip first, each with its reason and line.
+    assert report["num_examples"] == 3
+    assert report["num_skipped"] == len(report["skipped"]) == 4
+    assert [(item["utterance_id"], item["stage"], item["line"]) for item in report["skipped"]] == [
+        ("audio/gone.wav", "parse", 3),
+        ("audio/cut.wav", "read_audio", 6),  # group alice's shard, then bob's
+        ("audio/blip.wav", "read_audio", 5),
+        ("audio/noise.wav", "read_audio", 4),
+    ]
+    gone, cut, blip, noise = report["skipped"]
+    assert gone["reason"] == f"missing audio file {audio_dir / 'gone.wav'} (line 3)"
+    assert cut["reason"] == (
+        f"truncated audio file {audio_dir / 'cut.wav'}: its header declares 32128 samples "
+        "(2.008 s), the file holds 10695 (0.668 s)"
+    )
+    assert cut["audio_path"] == os.fspath(audio_dir / "cut.wav")
+    assert blip["reason"] == "shorter than 0.1 s: 0.02 s (320 samples)"
+    assert noise["reason"].startswith(
+        f"cannot read audio: ValueError: {audio_dir / 'noise.wav'}: cannot read audio"
+    )
+    assert report["dropped"]["by_reason"] == {
+        "cannot read audio": 1, "missing audio file": 1, "shorter than 0.1 s": 1,
+        "truncated audio file": 1,
+    }
+    assert report["truncated"] == []
+
+    # The console counts the same list, and names each line.
+    report_path = os.path.join(str(out_dir), "report.json")
+    lines = captured.out.splitlines()
+    start = lines.index(f"Skipped 4 of 7 utterances (report: {report_path}):")
+    listed = lines[start + 1 : start + 5]
+    assert listed[:3] == [
+        f"  audio/gone.wav: missing audio file {audio_dir / 'gone.wav'} (line 3)",
+        f"  audio/cut.wav: {cut['reason']} (line 6)",
+        f"  audio/blip.wav: {blip['reason']} (line 5)",
+    ]
+    assert listed[3].startswith("  audio/noise.wav: cannot read audio") and listed[3].endswith(
+        "(line 4)"
+    )
 
 
 def test_cli_prepare_csv(tmp_path, monkeypatch, capsys):

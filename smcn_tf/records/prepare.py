@@ -58,9 +58,12 @@ The report (`report.json`, and what `prepare_utterances` returns) holds
 `corpus`, `out_dir`, `num_utterances`, `num_examples`, `num_skipped`,
 `num_truncated`, `groups`, `counts` (`{group: {class: n}}`), `kept` (`total`,
 `by_group`, `by_label`), `dropped` (`total` and `by_reason`: the parser's
-drops plus this stage's), `skipped` (`[{"utterance_id", "audio_path",
-"reason", "stage"}]`), `truncated` (`[{"utterance_id", "audio_path",
-"kept_seconds", "source_seconds"}]`), `shards` (`total`, `computed`,
+drops plus this stage's), `skipped` (every utterance left out, once:
+`[{"utterance_id", "audio_path", "reason", "stage", "line"}]`, the parser's
+skips first with stage `"parse"` and no `audio_path`, then this stage's;
+`line`, the manifest line, for csv only; `num_skipped` is its length and
+`format_skipped`'s count), `truncated` (`[{"utterance_id", "audio_path",
+"kept_seconds", "source_seconds"}]`: clips cut at `max_seconds`), `shards` (`total`, `computed`,
 `reused`), `timings_seconds` per stage and `features` (the feature
 settings). `prepare_corpus` adds `data_dir`, `parser` (for IEMOCAP layouts
 `dropped_labels`, `skipped`, `kept_labels`, `counts`; for MELD layouts
@@ -632,15 +635,14 @@ def prepare_utterances(
     sample_rate=16000, shard_size=256, progress=True, read_audio=media.decode_audio,
     extract_audio=extract_audio_features, report_extra=None, max_seconds=None,
     dropped_by_parser=None, min_seconds=MIN_SECONDS_DEFAULT, listed_counts=None,
-    strict=False, manifest_extra=None,
+    strict=False, manifest_extra=None, skipped_by_parser=None, manifest_lines=None,
 ):
     """Extracts features of utterances into sharded TFRecords, resumably.
 
-    Three stages: plan (check the arguments, plan the shards), compute (reuse
-    the shards an earlier run completed with the same utterances and
-    settings, compute the others) and report (write `report.json`, then
-    `manifest.json`). An utterance whose audio cannot be read is skipped,
-    with the reason, in the report.
+    Three stages: plan (check the arguments, plan the shards), compute (reuse the shards
+    an earlier run completed with the same utterances and settings, compute the others)
+    and report (write `report.json`, then `manifest.json`). An utterance whose audio
+    cannot be read is skipped, with the reason, in the report.
 
     Args:
         utterances: `smcn_tf.corpora.utterance.Utterance` objects.
@@ -653,27 +655,27 @@ def prepare_utterances(
         sample_rate: the rate audio is read at.
         shard_size: utterances planned per shard, on average (`plan_shards`).
         progress: show a tqdm progress bar over the utterances.
-        read_audio: `read_audio(path, sample_rate) -> np.ndarray [samples]`
-            (called with `max_seconds=` too when it is set), or one returning
-            a `media.DecodedAudio` to report truncation itself; an exception
-            skips the utterance with its message as the reason. Default:
-            `media.decode_audio` (WAV, FLAC, mp4, ...). A segment
-            (`start_seconds` / `end_seconds`) is cut here from its whole
-            file, read without `max_seconds`.
-        extract_audio: `extract_audio(waveforms, layer) -> list of
-            [frames, dim] arrays`.
+        read_audio: `read_audio(path, sample_rate) -> np.ndarray [samples]` (called
+            with `max_seconds=` too when it is set), or one returning a `media.DecodedAudio`
+            to report truncation itself; an exception skips the utterance with its message
+            as the reason. Default: `media.decode_audio` (WAV, FLAC, mp4, ...). A segment
+            (`start_seconds`, `end_seconds`) is cut here from its file, read whole.
+        extract_audio: `extract_audio(waveforms, layer) -> list of [frames, dim] arrays`.
         report_extra: more JSON-able entries for the report.
         max_seconds: keep at most this many seconds of each clip (a cut clip
             is listed under `truncated`); None keeps all.
         dropped_by_parser: reason -> count of utterances the corpus parser
             dropped, added to the report's `dropped`.
+        skipped_by_parser: the parser's `(utterance_id, reason)` skips, listed
+            first in the report's `skipped` (stage `"parse"`).
+        manifest_lines: `{utterance_id: line}` of a manifest corpus (csv): the
+            report gives each skipped utterance's `line`.
         min_seconds: skip clips shorter than this (after any cut), with the
             reason `"shorter than 0.1 s: 0.0001 s (1 sample)"`; 0 keeps
             every non-empty clip.
-        listed_counts: `{group: n}` utterances the corpus lists per group
-            before the parser skipped any, so that the shard plan does not
-            change when a file goes missing (`plan_shards`). Default: the
-            utterances given.
+        listed_counts: `{group: n}` utterances the corpus lists per group before the
+            parser skipped any, so that the shard plan does not change when a file goes
+            missing (`plan_shards`). Default: the utterances given.
         strict: raise ValueError, naming the utterance and its file, on audio
             that cannot be read (or a segment past the end of its file)
             instead of skipping it; short clips are skipped either way.
@@ -701,7 +703,8 @@ def prepare_utterances(
     )
     outcome = _compute_shards(plan, extraction, corpus, progress)
     summary = _summarise_shards(plan, outcome.sidecars)
-    report = _run_report(plan, outcome, summary, corpus, dropped_by_parser, report_extra)
+    skipped = _skipped_list(skipped_by_parser, summary.skipped, manifest_lines)
+    report = _run_report(plan, outcome, summary, skipped, corpus, dropped_by_parser, report_extra)
     _write_run_manifest(plan, summary, report["features"], corpus, manifest_extra)
     return report
 
@@ -938,9 +941,28 @@ def _dropped_reasons(dropped_by_parser, skipped):
     return dropped
 
 
-def _run_report(plan, outcome, summary, corpus, dropped_by_parser, report_extra):
-    """The report stage: builds and writes `report.json`; raises when no
-    utterance could be prepared (after writing it: it says why)."""
+def _skipped_list(skipped_by_parser, stage_skipped, lines):
+    """The report's `skipped`: every utterance left out, once, with its reason.
+
+    The parser's skips first, in its order (stage `"parse"`), then the feature
+    stage's in shard order; each with its manifest `line` where `lines` knows it.
+    """
+    lines = lines or {}
+    skipped = [
+        {"utterance_id": str(utterance_id), "reason": str(reason), "stage": "parse"}
+        for utterance_id, reason in (skipped_by_parser or ())
+    ]
+    skipped += [dict(item) for item in stage_skipped]  # Never the sidecars' own dicts.
+    for item in skipped:
+        if item["utterance_id"] in lines:
+            item["line"] = lines[item["utterance_id"]]
+    return skipped
+
+
+def _run_report(plan, outcome, summary, skipped, corpus, dropped_by_parser, report_extra):
+    """The report stage: builds and writes `report.json` (`skipped`: see
+    `_skipped_list`); raises when no utterance could be prepared (after
+    writing it: it says why)."""
     counts, num_examples = summary.counts, summary.num_examples
     by_label = dict.fromkeys(plan.class_names, 0)
     for group_counts in counts.values():
@@ -952,7 +974,7 @@ def _run_report(plan, outcome, summary, corpus, dropped_by_parser, report_extra)
         "out_dir": os.path.abspath(plan.out_dir),
         "num_utterances": len(plan.ordered),
         "num_examples": num_examples,
-        "num_skipped": len(summary.skipped),
+        "num_skipped": len(skipped),
         "num_truncated": len(summary.truncated),
         "groups": sorted(counts),
         "counts": counts,
@@ -962,7 +984,7 @@ def _run_report(plan, outcome, summary, corpus, dropped_by_parser, report_extra)
             "by_label": by_label,
         },
         "dropped": {"total": sum(dropped.values()), "by_reason": dict(sorted(dropped.items()))},
-        "skipped": summary.skipped,
+        "skipped": skipped,
         "truncated": summary.truncated,
         "shards": {
             "total": len(plan.shards), "computed": outcome.computed, "reused": outcome.reused
@@ -1101,16 +1123,19 @@ def format_counts_table(report):
 def skipped_utterances(report):
     """Every utterance a report says was left out, as `(utterance_id, reason)`.
 
-    The corpus parser's skips (missing media, missing transcriptions, ...)
-    first, sorted by id, then the feature stage's (unreadable or too short
-    clips) in shard order. Labels outside the classes are not listed (they
-    are counted under `dropped`).
+    The report's `skipped`, in its order: the corpus parser's skips (missing
+    media, missing transcriptions, ...), then the feature stage's (unreadable,
+    cut-off or too short clips) in shard order. A manifest line the reason
+    does not name yet is added to it: `"... (line 7)"`. Labels outside the
+    classes are not listed (they are counted under `dropped`).
     """
-    items = [
-        (str(utterance_id), str(reason))
-        for utterance_id, reason in (report.get("parser") or {}).get("skipped", [])
-    ]
-    items += [(item["utterance_id"], item["reason"]) for item in report.get("skipped", [])]
+    items = []
+    for item in report.get("skipped", []):
+        reason = str(item["reason"])
+        where = f"(line {item['line']})" if "line" in item else ""
+        if where and where not in reason:
+            reason = f"{reason} {where}"
+        items.append((str(item["utterance_id"]), reason))
     return items
 
 
@@ -1362,8 +1387,7 @@ def prepare_corpus(
     )
     report = prepare_utterances(
         loaded.utterances, out_dir, listed_counts=loaded.listed_counts,
-        dropped_by_parser=loaded.dropped, report_extra=_corpus_report(data_dir, loaded),
-        **settings,
+        **_parser_arguments(data_dir, loaded), **settings,
     )
     if speeds:
         _prepare_speed_copies_of(loaded, report, out_dir, speeds, settings)
@@ -1381,12 +1405,19 @@ def _load_corpus(adapter, corpus, data_dir, strict, corpus_options):
     return loaded
 
 
-def _corpus_report(data_dir, loaded):
-    """What `prepare_corpus` adds to the report: the corpus, as parsed."""
+def _parser_arguments(data_dir, loaded):
+    """The arguments of `prepare_utterances` that carry the parse into the
+    report: what the parser dropped and skipped, the manifest lines, and the
+    corpus as parsed (`report_extra`)."""
     return {
-        "data_dir": os.path.abspath(os.fspath(data_dir)),
-        "parser": loaded.parser_report,
-        "counts_check": loaded.counts_check,
+        "dropped_by_parser": loaded.dropped,
+        "skipped_by_parser": loaded.parser_report.get("skipped", ()),
+        "manifest_lines": loaded.lines,
+        "report_extra": {
+            "data_dir": os.path.abspath(os.fspath(data_dir)),
+            "parser": loaded.parser_report,
+            "counts_check": loaded.counts_check,
+        },
     }
 
 

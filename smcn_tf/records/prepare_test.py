@@ -455,8 +455,12 @@ def test_prepare_corpus_demo_meld_end_to_end(tmp_path, demo_meld_root, capsys):
         "test": {"count": 1, "examples": ["dia999_utt0.mp4"]},
     }
     assert report["parser"]["encodings"] == demo_meld.CSV_ENCODINGS
-    # Features: the corrupt clip is skipped with the decoder's reason.
-    (skipped,) = report["skipped"]
+    # One list: the parser's skip first, then the corrupt clip with the decoder's reason.
+    assert report["num_skipped"] == 2
+    parsed, skipped = report["skipped"]
+    assert parsed == {
+        "utterance_id": missing, "reason": f"missing media file {missing_path}", "stage": "parse"
+    }
     corrupt_path = os.path.join(root, "train_splits", "dia1_utt1.mp4")
     assert skipped["utterance_id"] == corrupt and skipped["audio_path"] == corrupt_path
     assert skipped["reason"].startswith(
@@ -626,9 +630,11 @@ def _skip_report(count, out_dir="records"):
     return {
         "out_dir": out_dir,
         "num_examples": 100,
-        "parser": {"skipped": [[f"Ses01F_impro01_F{n:03d}", f"missing audio file w{n}.wav"]
-                               for n in range(count)]},
         "skipped": [
+            {"utterance_id": f"Ses01F_impro01_F{n:03d}",
+             "reason": f"missing audio file w{n}.wav", "stage": "parse"}
+            for n in range(count)
+        ] + [
             {"utterance_id": "Ses05M_script01_M000", "audio_path": "x.wav",
              "reason": "cannot read audio: ValueError: x.wav: bad\nheader", "stage": "read_audio"}
         ],
@@ -805,8 +811,11 @@ def test_cli_prepare_lists_skips(tmp_path, monkeypatch, capsys):
     ]
     assert f"  ... and 3 more (see {report_path})" in out
     with open(report_path) as file:
-        (skipped,) = json.load(file)["skipped"]
-    assert skipped["reason"] == "shorter than 0.1 s: 0.0001 s (1 sample)"
+        written = json.load(file)
+    # One list, as the console counts it: the 12 missing wavs, then the short clip.
+    assert written["num_skipped"] == len(written["skipped"]) == 13
+    assert [item["stage"] for item in written["skipped"]] == ["parse"] * 12 + ["read_audio"]
+    assert written["skipped"][-1]["reason"] == "shorter than 0.1 s: 0.0001 s (1 sample)"
 
     # --quiet: the count alone. --min-seconds 0 keeps the 1-sample clip.
     assert cli.main(arguments + ["--quiet", "--min-seconds", "0"]) == 0
