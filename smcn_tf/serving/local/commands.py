@@ -100,6 +100,11 @@ def _add_serve_parser(subparsers):
         help="How many of the newest versions stay loaded (default 1, TF Serving's policy).",
     )
     serve.add_argument(
+        "--max-batch-size", type=int, default=None,
+        help="Most rows one request may hold; more is refused with INVALID_ARGUMENT / "
+        "HTTP 400 (default: no limit).",
+    )
+    serve.add_argument(
         "--verbose", action="store_true", help="Log every request (debug logging)."
     )
     serve.set_defaults(handler=command_serve)
@@ -173,6 +178,7 @@ def command_serve(args):
         poll_seconds=args.poll_seconds,
         max_request_bytes=args.max_request_bytes,
         num_versions=args.num_versions,
+        max_batch_size=args.max_batch_size,
     )
     stop = threading.Event()
     previous = {}

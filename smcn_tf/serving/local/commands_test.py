@@ -42,6 +42,17 @@ def test_parsers_register_with_helpful_help(capsys):
         assert "TensorFlow Serving" in text and "Example" in text
 
 
+def test_serve_limit_flags():
+    parser = argparse.ArgumentParser(prog="smcn")
+    commands.add_parsers(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(["serve", "--model-base-path", "export/smcn"])
+    assert args.max_batch_size is None
+    args = parser.parse_args(
+        ["serve", "--model-base-path", "export/smcn", "--max-batch-size", "32"]
+    )
+    assert args.max_batch_size == 32
+
+
 def test_predict_in_process_prints_class_probabilities_and_tokens(export, clip, capsys):
     code = commands.main(["predict", "--audio", clip, "--text", "I am so happy today",
                           "--model-dir", export])

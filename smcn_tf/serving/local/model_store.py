@@ -27,6 +27,7 @@ only those); an error the graph raises anyway is answered with its message,
 without graph internals (`input_checks.clean_graph_error`).
 """
 
+import collections
 import logging
 import os
 import threading
@@ -55,6 +56,13 @@ DEFAULT_SIGNATURE = RAW_SIGNATURE
 WARMUP_FILE = os.path.join("assets.extra", "tf_serving_warmup_requests")
 # TF Serving replays at most this many warmup records.
 MAX_WARMUP_RECORDS = 1000
+
+RequestLimits = collections.namedtuple("RequestLimits", ["max_batch_size"], defaults=[None])
+RequestLimits.__doc__ = """What one client request may hold (`None`: no limit).
+
+Fields:
+    max_batch_size: the most rows (first dimension of the batched inputs).
+"""
 
 
 def read_signature_defs(version_dir, tags=("serve",)):
@@ -180,6 +188,12 @@ class InputSpec:
 class ServableVersion:
     """One loaded version: the SavedModel, its signature functions and protos.
 
+    Args:
+        name: the model name.
+        version: the integer version.
+        path: the version directory.
+        limits: the `RequestLimits` of client requests (default: none).
+
     Attributes:
         name: the model name.
         version: the integer version.
@@ -188,10 +202,11 @@ class ServableVersion:
         functions: signature key -> callable concrete function.
     """
 
-    def __init__(self, name, version, path):
+    def __init__(self, name, version, path, limits=None):
         self.name = name
         self.version = version
         self.path = path
+        self.limits = limits or RequestLimits()
         self.signature_defs = read_signature_defs(path)
         self.input_rules = read_input_rules(path)
         self._loaded = tf.saved_model.load(path, tags=["serve"])
@@ -229,7 +244,7 @@ class ServableVersion:
     def output_names(self, signature_name):
         return sorted(self.signature_defs[self.signature(signature_name)].outputs)
 
-    def predict(self, signature_name, inputs, output_filter=()):
+    def predict(self, signature_name, inputs, output_filter=(), enforce_limits=True):
         """Runs one signature on validated inputs.
 
         Args:
@@ -237,6 +252,8 @@ class ServableVersion:
             inputs: input name -> numpy array (strings as object arrays of
                 bytes).
             output_filter: output names to return; empty returns them all.
+            enforce_limits: apply `limits` (the export's own warmup
+                requests are not a client's).
 
         Returns:
             A tuple `(signature_key, outputs)` with outputs as a dict from
@@ -249,6 +266,8 @@ class ServableVersion:
         key = self.signature(signature_name)
         specs = self._input_specs[key]
         tensors = validate_inputs(key, specs, inputs)
+        if enforce_limits:
+            check_limits(self.limits, specs, tensors)
         if self.input_rules is not None:
             self.input_rules.check(key, tensors)
         outputs = self.signature_defs[key].outputs
@@ -340,6 +359,26 @@ def validate_inputs(signature_key, specs, inputs):
     return dict(inputs)
 
 
+def check_limits(limits, specs, tensors):
+    """Refuses a request over the server's `RequestLimits`, naming the limit.
+
+    Args:
+        limits: the `RequestLimits`.
+        specs: input name -> `InputSpec`.
+        tensors: input name -> numpy array, already checked by `validate_inputs`.
+
+    Raises:
+        ServingError: INVALID_ARGUMENT.
+    """
+    batched = [tensors[name].shape[0] for name in sorted(specs) if specs[name].batched]
+    if limits.max_batch_size is not None and batched and batched[0] > limits.max_batch_size:
+        raise invalid_argument(
+            f"batch of {batched[0]} rows exceeds this server's limit of "
+            f"{limits.max_batch_size} rows (--max-batch-size); send at most "
+            f"{limits.max_batch_size} rows per request."
+        )
+
+
 class ModelStore:
     """The loaded versions of one model under a base path, refreshed from disk.
 
@@ -350,6 +389,7 @@ class ModelStore:
             Serving's `latest { num_versions }`; default 1).
         warmup: replay `assets.extra/tf_serving_warmup_requests` before a
             version becomes available.
+        limits: the `RequestLimits` every version applies to client requests.
 
     Example:
 
@@ -360,13 +400,14 @@ class ModelStore:
     1
     """
 
-    def __init__(self, base_path, model_name, num_versions=1, warmup=True):
+    def __init__(self, base_path, model_name, num_versions=1, warmup=True, limits=None):
         if num_versions < 1:
             raise ValueError(f"num_versions must be >= 1, got {num_versions}.")
         self.base_path = os.path.abspath(os.fspath(base_path))
         self.model_name = model_name
         self.num_versions = num_versions
         self.warmup = warmup
+        self.limits = limits or RequestLimits()
         self._servables = {}  # version -> ServableVersion; replaced, never mutated
         self._states = {}  # version -> (state, error_code, error_message)
         self._failed = {}  # version -> directory fingerprint of the failed attempt
@@ -462,7 +503,7 @@ class ModelStore:
                 continue  # failed before and unchanged since: do not retry every poll
             self._states[version] = ("LOADING", "OK", "")
             try:
-                servable = ServableVersion(self.model_name, version, path)
+                servable = ServableVersion(self.model_name, version, path, self.limits)
                 if self.warmup:
                     replay_warmup_requests(servable)
             except Exception as error:  # any load failure must not stop the server
@@ -536,7 +577,10 @@ def replay_warmup_requests(servable):
             continue  # classify/regress/multi-inference logs: nothing to run here
         request = log.predict_log.request
         inputs = {name: wire.proto_to_array(proto) for name, proto in request.inputs.items()}
-        servable.predict(request.model_spec.signature_name, inputs, request.output_filter)
+        servable.predict(
+            request.model_spec.signature_name, inputs, request.output_filter,
+            enforce_limits=False,
+        )
         count += 1
     if count:
         logger.info("Replayed %d warmup request(s) for version %d", count, servable.version)

@@ -36,7 +36,7 @@ from smcn_tf.contract.layout import list_versions
 from smcn_tf.serving import wire
 from smcn_tf.serving.local.grpc_service import ModelService, PredictionService
 from smcn_tf.serving.local.metrics import ServingMetrics
-from smcn_tf.serving.local.model_store import DEFAULT_SIGNATURE, ModelStore
+from smcn_tf.serving.local.model_store import DEFAULT_SIGNATURE, ModelStore, RequestLimits
 from smcn_tf.serving.local.rest import RestServer
 
 logger = logging.getLogger("smcn_tf.serving")
@@ -75,6 +75,8 @@ class ModelServer:
             Serving's default policy keeps 1).
         max_workers: threads answering gRPC requests.
         warmup: replay `assets.extra/tf_serving_warmup_requests` on load.
+        max_batch_size: the most rows one request may hold (`None`: no
+            limit); a larger request is refused with INVALID_ARGUMENT.
 
     Attributes:
         ports: the bound `ServerPorts(grpc, rest)` once started.
@@ -102,6 +104,7 @@ class ModelServer:
         num_versions=1,
         max_workers=8,
         warmup=True,
+        max_batch_size=None,
     ):
         base = os.path.abspath(os.fspath(model_base_path))
         if not os.path.isdir(base):
@@ -130,6 +133,8 @@ class ModelServer:
             raise ValueError(f"max_request_bytes must be >= 1024, got {max_request_bytes}.")
         if poll_seconds < 0:
             raise ValueError(f"poll_seconds must be >= 0, got {poll_seconds}.")
+        if max_batch_size is not None and max_batch_size < 1:
+            raise ValueError(f"max_batch_size must be >= 1 or None, got {max_batch_size}.")
         self.model_base_path = base
         self.model_name = model_name or os.path.basename(base.rstrip(os.sep))
         self.host = host
@@ -137,7 +142,10 @@ class ModelServer:
         self.max_request_bytes = int(max_request_bytes)
         self.max_workers = max_workers
         self._requested_ports = (grpc_port, rest_port)
-        self.store = ModelStore(base, self.model_name, num_versions=num_versions, warmup=warmup)
+        self.store = ModelStore(
+            base, self.model_name, num_versions=num_versions, warmup=warmup,
+            limits=RequestLimits(max_batch_size=max_batch_size),
+        )
         self.metrics = ServingMetrics()
         self.ports = ServerPorts(None, None)
         self._grpc_server = None

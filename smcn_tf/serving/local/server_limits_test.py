@@ -1,0 +1,78 @@
+"""`smcn serve` refuses requests over its limits, naming the limit, over gRPC and REST."""
+
+import json
+import urllib.error
+import urllib.request
+
+import grpc
+import pytest
+import tensorflow as tf
+from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
+
+from smcn_tf.serving.local.server import serve
+from tests.serving_support import raw_inputs, write_contract_model
+
+MAX_BATCH_SIZE = 2
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    base = str(tmp_path_factory.mktemp("export") / "smcn")
+    write_contract_model(base, version=1, warmup=True)
+    with serve(
+        base, grpc_port=0, rest_port=0, poll_seconds=0, max_batch_size=MAX_BATCH_SIZE
+    ) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def stub(server):
+    channel = grpc.insecure_channel(server.grpc_target)
+    yield prediction_service_pb2_grpc.PredictionServiceStub(channel)
+    channel.close()
+
+
+def grpc_answer(stub, protos):
+    """(status code name, message) of a Predict with these TensorProtos."""
+    request = predict_pb2.PredictRequest()
+    request.model_spec.name = "smcn"
+    for name, proto in protos.items():
+        request.inputs[name].CopyFrom(proto)
+    try:
+        stub.Predict(request, timeout=60)
+        return "OK", ""
+    except grpc.RpcError as error:
+        return error.code().name, error.details()
+
+
+def grpc_predict(stub, inputs):
+    return grpc_answer(stub, {name: tf.make_tensor_proto(value) for name, value in inputs.items()})
+
+
+def rest_predict(server, inputs):
+    """(HTTP status, error message) of a columnar REST predict."""
+    body = json.dumps({"inputs": {name: value.tolist() for name, value in inputs.items()}})
+    request = urllib.request.Request(
+        server.rest_url + "/v1/models/smcn:predict", data=body.encode()
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=60) as answer:
+            return answer.status, ""
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())["error"]
+
+
+def test_a_batch_over_max_batch_size_is_refused_naming_the_limit(server, stub):
+    too_many = raw_inputs(MAX_BATCH_SIZE + 1)
+    code, message = grpc_predict(stub, too_many)
+    assert code == "INVALID_ARGUMENT"
+    assert "batch of 3 rows exceeds this server's limit of 2 rows (--max-batch-size)" in message
+    status, message = rest_predict(server, too_many)
+    assert status == 400 and "limit of 2 rows (--max-batch-size)" in message
+    assert grpc_predict(stub, raw_inputs(MAX_BATCH_SIZE)) == ("OK", "")
+    assert rest_predict(server, raw_inputs(MAX_BATCH_SIZE)) == (200, "")
+
+
+def test_max_batch_size_must_be_positive(tmp_path):
+    with pytest.raises(ValueError, match="max_batch_size must be >= 1"):
+        serve(str(tmp_path), grpc_port=None, rest_port=0, max_batch_size=0)
