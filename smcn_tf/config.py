@@ -278,10 +278,23 @@ def config_from_dict(values, source="<config>"):
 
 
 def validate_config(config, source="<config>"):
-    """Range checks that the types alone cannot express."""
-    from smcn_tf.model.smcn import POOLINGS, RECURRENT_CORES, VARIANTS  # late: keeps config import light
-    from smcn_tf.model.normalization import AUDIO_NORMALIZATIONS
+    """Range checks that the types alone cannot express.
 
+    Args:
+        config: an `ExperimentConfig`.
+        source: where it came from, for the error messages.
+
+    Raises:
+        ValueError: the first value out of range, in the order: numeric
+            ranges, named choices, then the evaluation protocol.
+    """
+    _check_ranges(config, source)
+    _check_choices(config, source)
+    _check_evaluation(config, source)
+
+
+def _check_ranges(config, source):
+    """The numeric fields' ranges."""
     checks = [
         ("features.pooling", config.features.pooling >= 1),
         ("features.mel_bands", 1 <= config.features.mel_bands <= 128),
@@ -321,6 +334,13 @@ def validate_config(config, source="<config>"):
     for field, ok in checks:
         if not ok:
             raise ValueError(f"{source}: {field} is out of range.")
+
+
+def _check_choices(config, source):
+    """The fields that name one of a few choices."""
+    from smcn_tf.model.smcn import POOLINGS, RECURRENT_CORES, VARIANTS  # late: keeps config import light
+    from smcn_tf.model.normalization import AUDIO_NORMALIZATIONS
+
     if config.model.variant not in VARIANTS:
         raise ValueError(
             f"{source}: model.variant {config.model.variant!r} is not one of "
@@ -347,6 +367,10 @@ def validate_config(config, source="<config>"):
             raise ValueError(
                 f"{source}: {field} must be one of {list(allowed)}, got {value!r}."
             )
+
+
+def _check_evaluation(config, source):
+    """The evaluation protocol, and what needs a validation set."""
     if config.evaluation.validation == "none":
         if config.training.select == "best":
             raise ValueError(

@@ -217,6 +217,33 @@ def _check_arguments(
     return class_names
 
 
+def _spec_augment_settings(time_masks, time_mask_frames, frequency_masks, frequency_mask_bands):
+    """`SpecAugment`'s arguments, or None when no mask would ever be drawn."""
+    if not ((time_masks and time_mask_frames) or (frequency_masks and frequency_mask_bands)):
+        return None
+    return dict(
+        time_masks=time_masks,
+        time_mask_frames=time_mask_frames,
+        frequency_masks=frequency_masks,
+        frequency_mask_bands=frequency_mask_bands,
+    )
+
+
+def _graph_inputs(dims):
+    """The four `keras.Input`s by name, from each modality's feature size.
+
+    Every variant takes all four, so one dataset or signature feeds any of
+    them; a unimodal variant ignores the other modality.
+    """
+    inputs = {}
+    for modality in MODALITIES:
+        inputs[f"{modality}_features"] = keras.Input(
+            (None, dims[modality]), name=f"{modality}_features"
+        )
+        inputs[f"{modality}_length"] = keras.Input((), dtype="int32", name=f"{modality}_length")
+    return inputs
+
+
 def _modality_layers(
     modality, spec, *, num_classes, hidden_units, attention_units, head_units,
     head_activation, first_fusion, dropout, use_cudnn, recurrent_core,
@@ -499,36 +526,21 @@ class SMCNModel(keras.Model):
             dropout, recurrent_core, audio_normalization, class_names, pooling,
             recurrent_dropout,
         )
-        spec_augment = dict(
-            time_masks=time_masks,
-            time_mask_frames=time_mask_frames,
-            frequency_masks=frequency_masks,
-            frequency_mask_bands=frequency_mask_bands,
-        )
-        if not ((time_masks and time_mask_frames) or (frequency_masks and frequency_mask_bands)):
-            spec_augment = None
         spec = VARIANTS[variant]
         attention_units = attention_units or 2 * hidden_units
-        dims = {"audio": audio_dim, "text": text_dim}
+        spec_augment = _spec_augment_settings(
+            time_masks, time_mask_frames, frequency_masks, frequency_mask_bands
+        )
 
         # === Layers ===
         branch_layers = {
             modality: _modality_layers(
-                modality,
-                spec,
-                num_classes=num_classes,
-                hidden_units=hidden_units,
-                attention_units=attention_units,
-                head_units=head_units,
-                head_activation=head_activation,
-                first_fusion=first_fusion,
-                dropout=dropout,
-                use_cudnn=use_cudnn,
-                recurrent_core=recurrent_core,
-                audio_normalization=audio_normalization,
-                pooling=pooling,
-                recurrent_dropout=recurrent_dropout,
-                spec_augment=spec_augment,
+                modality, spec, num_classes=num_classes, hidden_units=hidden_units,
+                attention_units=attention_units, head_units=head_units,
+                head_activation=head_activation, first_fusion=first_fusion,
+                dropout=dropout, use_cudnn=use_cudnn, recurrent_core=recurrent_core,
+                audio_normalization=audio_normalization, pooling=pooling,
+                recurrent_dropout=recurrent_dropout, spec_augment=spec_augment,
             )
             for modality in spec.modalities
         }
@@ -537,21 +549,10 @@ class SMCNModel(keras.Model):
         )
 
         # === Functional graph ===
-        # Every variant takes all four inputs, so one dataset or signature
-        # feeds any of them; a unimodal variant ignores the other modality.
-        inputs = {}
-        for modality in MODALITIES:
-            inputs[f"{modality}_features"] = keras.Input(
-                (None, dims[modality]), name=f"{modality}_features"
-            )
-            inputs[f"{modality}_length"] = keras.Input(
-                (), dtype="int32", name=f"{modality}_length"
-            )
+        inputs = _graph_inputs({"audio": audio_dim, "text": text_dim})
         branches = {
             modality: _modality_branch(
-                modality,
-                branch_layers[modality],
-                inputs[f"{modality}_features"],
+                modality, branch_layers[modality], inputs[f"{modality}_features"],
                 inputs[f"{modality}_length"],
             )
             for modality in spec.modalities
@@ -560,38 +561,37 @@ class SMCNModel(keras.Model):
         super().__init__(inputs=inputs, outputs=outputs, **kwargs)
 
         # === Config ===
-        self.variant = variant
-        self.num_classes = num_classes
-        self.audio_dim = audio_dim
-        self.text_dim = text_dim
-        self.hidden_units = hidden_units
-        self.attention_units = attention_units
-        self.head_units = head_units
-        self.head_activation = head_activation
-        self.first_fusion = first_fusion
-        self.second_fusion = second_fusion
+        self._set_hyperparameters(
+            spec, variant=variant, num_classes=num_classes, audio_dim=audio_dim,
+            text_dim=text_dim, hidden_units=hidden_units, attention_units=attention_units,
+            head_units=head_units, head_activation=head_activation,
+            first_fusion=first_fusion, second_fusion=second_fusion,
+            stop_gradient_target=stop_gradient_target, dropout=dropout,
+            use_cudnn=use_cudnn, recurrent_core=recurrent_core,
+            audio_normalization=audio_normalization, pooling=pooling,
+            recurrent_dropout=recurrent_dropout, time_masks=time_masks,
+            time_mask_frames=time_mask_frames, frequency_masks=frequency_masks,
+            frequency_mask_bands=frequency_mask_bands, class_names=class_names,
+        )
+
+    def _set_hyperparameters(self, spec, **hyperparameters):
+        """Keep the constructor's arguments and set up the loss terms.
+
+        Every keyword becomes the attribute of the same name, which
+        `get_config` reads back.
+        """
+        for name, value in hyperparameters.items():
+            setattr(self, name, value)
         # Serialised now, not in `get_config`: inside Keras' saving scope a
         # layer's dtype policy, shared with the model's, would be written as a
         # shared object, and the config would not round-trip as it is. Kept
         # as JSON text, which Keras' attribute tracking leaves alone.
         self._fusion_configs = json.dumps(
             {
-                "first_fusion": _serialize_fusion(first_fusion),
-                "second_fusion": _serialize_fusion(second_fusion),
+                "first_fusion": _serialize_fusion(hyperparameters["first_fusion"]),
+                "second_fusion": _serialize_fusion(hyperparameters["second_fusion"]),
             }
         )
-        self.stop_gradient_target = stop_gradient_target
-        self.dropout = dropout
-        self.use_cudnn = use_cudnn
-        self.recurrent_core = recurrent_core
-        self.audio_normalization = audio_normalization
-        self.pooling = pooling
-        self.recurrent_dropout = recurrent_dropout
-        self.time_masks = time_masks
-        self.time_mask_frames = time_mask_frames
-        self.frequency_masks = frequency_masks
-        self.frequency_mask_bands = frequency_mask_bands
-        self.class_names = class_names
         self.modalities = spec.modalities
         self.loss_terms = loss_terms_for(spec)
         # One Mean per loss term, so fit/evaluate/TensorBoard show each term.
