@@ -25,9 +25,21 @@ built with `use_cudnn=False` has only core TensorFlow ops, for TF Serving.
 import keras
 import tensorflow as tf
 from keras import ops
-from keras.src.backend.tensorflow import rnn as tensorflow_rnn
+
+from smcn_tf.private_keras_api import private_function
 
 DIRECTIONS = ("forward", "backward")
+
+# Keras's cuDNN GRU on given weights (what keras.layers.GRU runs on a GPU);
+# private, so checked here: see smcn_tf.private_keras_api.
+_keras_cudnn_gru = private_function(
+    "keras.src.backend.tensorflow.rnn",
+    "gru",
+    parameters=(
+        "inputs", "initial_state", "mask", "kernel", "recurrent_kernel", "bias",
+        "activation", "recurrent_activation", "return_sequences",
+    ),
+)
 
 
 def gru_recurrence(
@@ -96,70 +108,112 @@ def _gru_loop(gate_inputs, candidate_inputs, step_mask, kernel, candidate_bias):
     )
 
     def gradient(upstream):
-        # The chain rule's per-step factors, for all steps at once:
-        # d pre-activation = d state * factor.
-        valid = tf.cast(step_mask, upstream.dtype)
-        update, reset = gates[..., :units], gates[..., units:]
-        previous = tf.concat([zeros[tf.newaxis], states[:-1]], axis=0)
-        candidate_factor = valid * (1 - update) * (1 - candidate * candidate)
-        # [T, K, B, 3, U]: d recurrent (z, r, h parts) = d state * factors.
-        factors = tf.stack(
-            [
-                valid * (previous - candidate) * update * (1 - update),
-                candidate_factor * recurrent_candidate * reset * (1 - reset),
-                candidate_factor * reset,
-            ],
-            axis=-2,
-        )
-        carried = 1 - valid + valid * update  # the direct path state -> state
-        kernels_transposed = tf.unstack(tf.transpose(kernel, [0, 2, 1]))
-        gate_shape = tf.shape(factors)[1:-2]
-
-        def back(state_gradient, inputs):
-            output_gradient, step_factors, step_carried = inputs
-            total = state_gradient + output_gradient
-            recurrent_gradient = tf.reshape(
-                total[..., tf.newaxis, :] * step_factors,
-                tf.concat([gate_shape, [3 * units]], axis=0),
-            )
-            return total * step_carried + _per_gru_matmul(
-                recurrent_gradient, kernels_transposed
-            )
-
-        # What each step passes back to the state before it.
-        passed_back = tf.scan(
-            back, (upstream, factors, carried), initializer=zeros, reverse=True
-        )
-        total = upstream + tf.concat([passed_back[1:], zeros[tf.newaxis]], axis=0)
-        gate_gradient, recurrent_candidate_gradient = tf.split(
-            total[..., tf.newaxis, :] * factors, [2, 1], axis=-2
-        )
-        gate_gradient = tf.reshape(
-            gate_gradient, tf.concat([tf.shape(total)[:-1], [2 * units]], axis=0)
-        )
-        recurrent_candidate_gradient = recurrent_candidate_gradient[..., 0, :]
-
-        def over_steps(tensor):  # [T, K, B, n] -> [K, T * B, n]
-            tensor = tf.transpose(tensor, [1, 0, 2, 3])
-            return tf.reshape(tensor, [shape[1], -1, tensor.shape[-1]])
-
-        previous = over_steps(previous)
-        kernel_gradient = tf.concat(
-            [
-                tf.matmul(previous, over_steps(gate_gradient), adjoint_a=True),
-                tf.matmul(previous, over_steps(recurrent_candidate_gradient), adjoint_a=True),
-            ],
-            axis=-1,
-        )
-        return (
-            gate_gradient,
-            total * candidate_factor,
-            None,
-            kernel_gradient,
-            tf.reduce_sum(recurrent_candidate_gradient, axis=[0, 2])[:, tf.newaxis],
+        return _gru_loop_gradient(
+            upstream, step_mask, kernel, shape, zeros,
+            (states, gates, candidate, recurrent_candidate),
         )
 
     return states, gradient
+
+
+def _step_factors(valid, units, zeros, forward):
+    """The chain rule's per-step factors, for all steps at once.
+
+    d pre-activation = d state * factor.
+
+    Args:
+        valid: `step_mask` as floats, `[time, 1, batch, 1]`.
+        units: GRU units.
+        zeros: the initial state, `[grus, batch, units]`.
+        forward: as for `_gru_loop_gradient`.
+
+    Returns:
+        `(previous, candidate_factor, factors, carried)`: the states before
+        each step, the candidate's factor, the factors of the recurrent
+        pre-activations `[time, grus, batch, 3, units]` (z, r, h parts) and
+        the direct path state -> state.
+    """
+    states, gates, candidate, recurrent_candidate = forward
+    update, reset = gates[..., :units], gates[..., units:]
+    previous = tf.concat([zeros[tf.newaxis], states[:-1]], axis=0)
+    candidate_factor = valid * (1 - update) * (1 - candidate * candidate)
+    factors = tf.stack(
+        [
+            valid * (previous - candidate) * update * (1 - update),
+            candidate_factor * recurrent_candidate * reset * (1 - reset),
+            candidate_factor * reset,
+        ],
+        axis=-2,
+    )
+    carried = 1 - valid + valid * update
+    return previous, candidate_factor, factors, carried
+
+
+def _gru_loop_gradient(upstream, step_mask, kernel, shape, zeros, forward):
+    """`_gru_loop`'s gradient with respect to its five inputs.
+
+    Args:
+        upstream: the gradient of the states, `[time, grus, batch, units]`.
+        step_mask: as for `gru_recurrence`.
+        kernel: the recurrent kernels, `[grus, units, 3 * units]`.
+        shape: the shape of the candidate inputs, `[time, grus, batch, units]`.
+        zeros: the initial state, `[grus, batch, units]`.
+        forward: what the forward loop kept, by step: `(states, gates,
+            candidate, recurrent_candidate)`.
+
+    Returns:
+        The gradients of `gate_inputs`, `candidate_inputs`, `step_mask`
+        (None), the recurrent kernel and the candidate bias.
+    """
+    units = kernel.shape[-2]
+    valid = tf.cast(step_mask, upstream.dtype)
+    previous, candidate_factor, factors, carried = _step_factors(valid, units, zeros, forward)
+    kernels_transposed = tf.unstack(tf.transpose(kernel, [0, 2, 1]))
+    gate_shape = tf.shape(factors)[1:-2]
+
+    def back(state_gradient, inputs):
+        output_gradient, step_factors, step_carried = inputs
+        total = state_gradient + output_gradient
+        recurrent_gradient = tf.reshape(
+            total[..., tf.newaxis, :] * step_factors,
+            tf.concat([gate_shape, [3 * units]], axis=0),
+        )
+        return total * step_carried + _per_gru_matmul(
+            recurrent_gradient, kernels_transposed
+        )
+
+    # What each step passes back to the state before it.
+    passed_back = tf.scan(
+        back, (upstream, factors, carried), initializer=zeros, reverse=True
+    )
+    total = upstream + tf.concat([passed_back[1:], zeros[tf.newaxis]], axis=0)
+    gate_gradient, recurrent_candidate_gradient = tf.split(
+        total[..., tf.newaxis, :] * factors, [2, 1], axis=-2
+    )
+    gate_gradient = tf.reshape(
+        gate_gradient, tf.concat([tf.shape(total)[:-1], [2 * units]], axis=0)
+    )
+    recurrent_candidate_gradient = recurrent_candidate_gradient[..., 0, :]
+
+    def over_steps(tensor):  # [T, K, B, n] -> [K, T * B, n]
+        tensor = tf.transpose(tensor, [1, 0, 2, 3])
+        return tf.reshape(tensor, [shape[1], -1, tensor.shape[-1]])
+
+    previous = over_steps(previous)
+    kernel_gradient = tf.concat(
+        [
+            tf.matmul(previous, over_steps(gate_gradient), adjoint_a=True),
+            tf.matmul(previous, over_steps(recurrent_candidate_gradient), adjoint_a=True),
+        ],
+        axis=-1,
+    )
+    return (
+        gate_gradient,
+        total * candidate_factor,
+        None,
+        kernel_gradient,
+        tf.reduce_sum(recurrent_candidate_gradient, axis=[0, 2])[:, tf.newaxis],
+    )
 
 
 def reversal_index(lengths, steps):
@@ -412,7 +466,7 @@ class FusedBidirectionalGRU(keras.layers.Layer):
             for direction in DIRECTIONS:
                 kernel, recurrent_kernel, bias = self._weights(branch, direction)
                 source = inputs if direction == "forward" else reversed_inputs
-                _, output, _ = tensorflow_rnn.gru(
+                _, output, _ = _keras_cudnn_gru(
                     source,
                     initial,
                     mask,

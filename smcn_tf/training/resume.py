@@ -29,12 +29,20 @@ import keras
 import numpy as np
 
 from smcn_tf.io_utils import read_json, write_json_atomic
+from smcn_tf.private_keras_api import private_constant, private_function
 
-try:  # Keras' private home of the global SeedGenerator (see _global_seed_generator)
-    from keras.src.backend.common import global_state
-    from keras.src.random import seed_generator
-except ImportError:  # pragma: no cover - a future Keras layout
-    global_state = seed_generator = None
+# Keras's global SeedGenerator has no public API: its private home, checked
+# here (see smcn_tf.private_keras_api). The getter reads it without making it;
+# `global_seed_generator()` makes it if unseeded keras.random never ran yet.
+_get_global_attribute = private_function(
+    "keras.src.backend.common.global_state", "get_global_attribute", parameters=("name",)
+)
+_GLOBAL_SEED_GENERATOR = private_constant(
+    "keras.src.random.seed_generator", "GLOBAL_SEED_GENERATOR", str
+)
+_make_global_seed_generator = private_function(
+    "keras.src.random.seed_generator", "global_seed_generator"
+)
 
 STATE_FILE = "state.json"
 FORMAT = 1
@@ -53,9 +61,7 @@ def random_state_variables(model):
 
 def _global_seed_generator():
     """Keras' global `SeedGenerator` (unseeded `keras.random` calls), if made."""
-    if global_state is None:  # pragma: no cover - a future Keras layout
-        return None
-    return global_state.get_global_attribute(seed_generator.GLOBAL_SEED_GENERATOR)
+    return _get_global_attribute(_GLOBAL_SEED_GENERATOR)
 
 
 def _variable_state(variable):
@@ -96,8 +102,8 @@ def set_random_state(model, state, where="<backup>"):
         )
     for variable, saved in zip(variables, state["model"]):
         _assign_state(variable, saved, where)
-    if "global" in state and seed_generator is not None:
-        _assign_state(seed_generator.global_seed_generator().state, state["global"], where)
+    if "global" in state:
+        _assign_state(_make_global_seed_generator().state, state["global"], where)
 
 
 def _fsync(path):
