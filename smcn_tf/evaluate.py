@@ -11,8 +11,9 @@ the exported graph do; `route="zeros"` reads the fused head fed an empty
 modality (zero features, length 0), as exports before the fallback did.
 `evaluate_missing` scores both beside the full model.
 
-`score_fold` is the one path that scores a model on a fold's held-out
-groups: `smcn train` (the fold's results.json) and `smcn evaluate` both use it.
+`fold_scores` is the one scoring of a fold's held-out predictions: `smcn
+train` (the fold's results.json, from its one prediction pass) and `smcn
+evaluate` (`score_fold`) both use it.
 """
 
 import numpy as np
@@ -114,18 +115,27 @@ def score_predictions(labels, predictions, class_names):
     return report
 
 
-def held_out_dataset(records_dir, test_groups, batch_size):
-    """The held-out groups of a fold, in file order, with their metadata."""
+def held_out_dataset(records_dir, test_groups, batch_size, manifest=None):
+    """The held-out groups of a fold, in file order, with their metadata.
+
+    Args:
+        records_dir: the prepared features.
+        test_groups: the held-out group names.
+        batch_size: the evaluation batch size.
+        manifest: the records' `Manifest`, if the caller has read it already.
+    """
     return pipeline.make_dataset(
-        records_dir, groups=test_groups, batch_size=batch_size, include_metadata=True
+        records_dir, groups=test_groups, batch_size=batch_size, include_metadata=True,
+        manifest=manifest,
     )
 
 
-def score_fold(model, records_dir, test_groups, class_names, batch_size):
+def score_fold(model, records_dir, test_groups, class_names, batch_size, manifest=None):
     """Score a model on a fold's held-out groups.
 
-    The one evaluation path of `smcn train` (a fold's results.json) and
-    `smcn evaluate`, so both give the same numbers for the same model.
+    The evaluation path of `smcn evaluate`; `smcn train` scores its fold's
+    one prediction pass (`smcn_tf.training.held_out`) with the same
+    `fold_scores`, so both give the same numbers for the same model.
 
     Args:
         model: a model whose output dict has `probabilities`.
@@ -133,17 +143,30 @@ def score_fold(model, records_dir, test_groups, class_names, batch_size):
         test_groups: the held-out group names.
         class_names: the class names.
         batch_size: the evaluation batch size.
+        manifest: the records' `Manifest`, if the caller has read it already.
 
     Returns:
-        `(scores, predictions)`: the `score_predictions` report plus
-        `predictions`, one `{"utterance_id", "label", "prediction"}` per
-        utterance (as results.json lists them); and the raw
-        `predict_dataset` dict (labels, probabilities, predictions,
+        `(scores, predictions)`: the `fold_scores` of the predictions, and
+        the raw `predict_dataset` dict (labels, probabilities, predictions,
         utterance ids).
     """
     predictions = predict_dataset(
-        model, held_out_dataset(records_dir, test_groups, batch_size)
+        model, held_out_dataset(records_dir, test_groups, batch_size, manifest=manifest)
     )
+    return fold_scores(predictions, class_names), predictions
+
+
+def fold_scores(predictions, class_names):
+    """A fold's scores as results.json holds them, from its held-out predictions.
+
+    Args:
+        predictions: a `predict_dataset` dict (labels, predictions, utterance ids).
+        class_names: the class names.
+
+    Returns:
+        The `score_predictions` report plus `predictions`, one
+        `{"utterance_id", "label", "prediction"}` per utterance.
+    """
     scores = score_predictions(
         predictions["labels"], predictions["predictions"], class_names
     )
@@ -155,7 +178,7 @@ def score_fold(model, records_dir, test_groups, class_names, batch_size):
             predictions["predictions"],
         )
     ]
-    return scores, predictions
+    return scores
 
 
 def evaluate_missing(model, dataset, class_names, missing):

@@ -176,9 +176,9 @@ def test_mixed_precision_trains_and_restores_the_global_policy(demo_features, tm
 
     manifest = read_manifest(demo_features)
     inputs = {
-        "audio_features": np.ones((2, 7, manifest["audio_dim"]), "float32"),
+        "audio_features": np.ones((2, 7, manifest.audio_dim), "float32"),
         "audio_length": np.array([7, 3], "int32"),
-        "text_features": np.ones((2, 5, manifest["text_dim"]), "float32"),
+        "text_features": np.ones((2, 5, manifest.text_dim), "float32"),
         "text_length": np.array([5, 2], "int32"),
     }
     seen = {}

@@ -93,16 +93,21 @@ def gather_examples(dataset, utterance_ids):
     return inputs, labels, ids
 
 
-def attention_probe(model):
+def attention_probe(model, extra_outputs=()):
     """A `keras.Model` from the model's inputs to every attention's weights.
 
     Reads the second output (the weights) of each `<modality>_<kind>_attention`
     `AttentionPooling` layer the variant has. A model without those layers
     falls back to its `<modality>_attention` outputs (kind `"final"`).
 
+    Args:
+        model: a functional model (an `SMCNModel`).
+        extra_outputs: names of the model's outputs to give as well (e.g.
+            `audio_semantic`), so one pass serves several views.
+
     Returns:
         A model whose output dict maps `"<modality>/<kind>"` to `[batch, time]`
-        weights, plus `"probabilities"`.
+        weights, plus `"probabilities"` and the `extra_outputs`.
     """
     outputs = {}
     for modality in MODALITIES:
@@ -117,8 +122,9 @@ def attention_probe(model):
         for modality in MODALITIES:
             if f"{modality}_attention" in model_outputs:
                 outputs[f"{modality}/final"] = model_outputs[f"{modality}_attention"]
-    if "probabilities" in model_outputs:
-        outputs["probabilities"] = model_outputs["probabilities"]
+    for name in ("probabilities", *extra_outputs):
+        if name in model_outputs:
+            outputs[name] = model_outputs[name]
     return keras.Model(model.input, outputs, name="attention_probe")
 
 
@@ -150,6 +156,7 @@ def attention_examples(model, batch_inputs, utterance_ids, token_strings_or_none
     outputs = {key: np.asarray(value) for key, value in probe(batch_inputs, training=False).items()}
     features = np.asarray(batch_inputs["audio_features"])
     audio_lengths = np.asarray(batch_inputs["audio_length"]).reshape(-1)
+    text_lengths = np.asarray(batch_inputs["text_length"]).reshape(-1)
     examples = []
     for row, utterance_id in enumerate(utterance_ids):
         frames = int(audio_lengths[row])
@@ -158,7 +165,7 @@ def attention_examples(model, batch_inputs, utterance_ids, token_strings_or_none
                 utterance_id,
                 features[row, :frames],
                 {key: value[row] for key, value in outputs.items()},
-                token_count=int(np.asarray(batch_inputs["text_length"]).reshape(-1)[row]),
+                token_count=int(text_lengths[row]),
                 tokens=None if token_strings_or_none is None else token_strings_or_none[row],
                 label=None if labels is None else int(np.asarray(labels).reshape(-1)[row]),
                 class_names=class_names,

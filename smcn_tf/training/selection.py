@@ -26,6 +26,8 @@ import os
 import keras
 import numpy as np
 
+from smcn_tf.records import pipeline
+
 # The validation metric that `select: best` and early stopping follow.
 MONITOR = "val_unweighted_accuracy"
 BEST_WEIGHTS_FILE = "best.weights.h5"
@@ -82,6 +84,52 @@ def validation_plan(validation, group_order, train_groups, test_groups, fraction
     return [group for group in train_groups if group != chosen], {
         "kind": "group", "groups": [chosen],
     }
+
+
+def selection_record(config, validation, fit_groups, selector, epochs_run, records_dir,
+                     manifest=None):
+    """What results.json says about the validation set and the kept weights.
+
+    Args:
+        config: the run's `Config`.
+        validation: the fold's `validation_plan` (None: no validation set).
+        fit_groups: the groups the model was fitted on.
+        selector: the fold's `BestValidationCheckpoint`, or None.
+        epochs_run: the epochs the fold trained (fewer if it stopped early).
+        records_dir: the prepared features.
+        manifest: their `Manifest`, if the caller has read it already.
+
+    Returns:
+        A JSON-ready dict.
+    """
+    record = {
+        "select": config.training.select,
+        "validation": config.evaluation.validation,
+        "fit_groups": list(fit_groups),
+        "epochs_run": int(epochs_run),
+        "kept_epoch": int(epochs_run),
+    }
+    if validation is not None:
+        record["validation_groups"] = list(validation["groups"])
+        if validation["kind"] == "fraction":
+            held_out, _ = pipeline.held_out_ids(
+                records_dir, validation["groups"], validation["fraction"], validation["seed"],
+                manifest=manifest,
+            )
+            record["validation_fraction"] = validation["fraction"]
+            record["validation_examples"] = len(held_out)
+        else:
+            record["validation_examples"] = pipeline.count_examples(
+                records_dir, groups=validation["groups"], manifest=manifest
+            )
+    if selector is not None:
+        record["best_validation_unweighted_accuracy"] = selector.best
+        record["best_epoch"] = selector.best_epoch
+        record["early_stopping_patience"] = selector.patience
+        record["stopped_early_at_epoch"] = selector.stopped_epoch
+        if config.training.select == "best" and selector.best_epoch is not None:
+            record["kept_epoch"] = int(selector.best_epoch)
+    return record
 
 
 def _write_weights_atomically(model, path):
