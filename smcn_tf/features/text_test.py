@@ -83,6 +83,15 @@ def test_order_preserved_and_no_retracing(encoder):
     assert encoder._forward.experimental_get_tracing_count() == 1
 
 
+def test_emoji_alone_map_to_no_known_word_piece(encoder):
+    tokens = encoder.token_strings(["\U0001f600\U0001f600", "\U0001f642 ok", "", SHORT])
+    assert tokens[0] == ["[CLS]", "[UNK]", "[SEP]"]
+    assert set(encoder.special_tokens) == set(text.SPECIAL_TOKENS)
+    known = [text.known_word_pieces(pieces, encoder.special_tokens) for pieces in tokens]
+    assert known[:3] == [[], ["ok"], []]
+    assert known[3] == tokens[3][1:-1]
+
+
 def test_empty_list(encoder):
     assert encoder.encode([]) == []
     assert encoder.tokenize([])["input_ids"].shape == (0, 0)

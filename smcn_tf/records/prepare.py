@@ -40,40 +40,42 @@ has clips of minutes; by default 30 s are kept, more than the 500 pooled
 frames of 40 ms need). An utterance with `start_seconds` / `end_seconds` (a
 CSV row with `start` / `end`) is that segment of its file.
 
-The report says what was kept and what was dropped and why: the parser's
-skips (missing or empty media, missing transcriptions), labels outside the
-classes, media no row annotates, clips that could not be decoded, WAV files
-that hold fewer samples than their header declares (a copy cut off: skipped,
-with the reason `"truncated audio file <path>: its header declares 32128
-samples (2.008 s), the file holds 10695 (0.668 s)"`, never prepared from
-what is there, since the label describes the whole recording; `strict`
-stops at one), clips shorter than `min_seconds` (default
-`MIN_SECONDS_DEFAULT`, 0.1 s: a 1-sample file would otherwise become a
-1-frame example), and clips that were truncated at `max_seconds`. `format_skipped` lays out the skipped utterances for the console.
-For the real releases ("iemocap", "meld") the report also compares the parsed
-counts with the published ones (`counts_check`; print it with
+The report says what was kept and what was dropped and why: the parser's skips
+(missing or empty media, missing transcriptions), labels outside the classes,
+media no row annotates, clips that could not be decoded, WAV files that hold
+fewer samples than their header declares (a copy cut off: skipped, with the
+reason `"truncated audio file <path>: its header declares 32128 samples (2.008
+s), the file holds 10695 (0.668 s)"`, never prepared from what is there, since
+the label describes the whole recording; `strict` stops at one), clips shorter
+than `min_seconds` (default `MIN_SECONDS_DEFAULT`, 0.1 s: a 1-sample file
+would otherwise become a 1-frame example), and clips that were truncated at
+`max_seconds`. `format_skipped` lays out the skipped utterances for the
+console. For the real releases ("iemocap", "meld") the report also compares
+the parsed counts with the published ones (`counts_check`; print it with
 `format_counts_table`), and a loud warning goes to stderr when they differ.
 
 The report (`report.json`, and what `prepare_utterances` returns) holds
 `corpus`, `out_dir`, `num_utterances`, `num_examples`, `num_skipped`,
-`num_truncated`, `groups`, `counts` (`{group: {class: n}}`), `kept` (`total`,
-`by_group`, `by_label`), `dropped` (`total` and `by_reason`: the parser's
-drops plus this stage's), `skipped` (every utterance left out, once:
-`[{"utterance_id", "audio_path", "reason", "stage", "line"}]`, the parser's
-skips first with stage `"parse"` and no `audio_path`, then this stage's;
-`line`, the manifest line, for csv only; `num_skipped` is its length and
-`format_skipped`'s count), `truncated` (`[{"utterance_id", "audio_path",
-"kept_seconds", "source_seconds"}]`: clips cut at `max_seconds`), `shards` (`total`, `computed`,
-`reused`), `timings_seconds` per stage and `features` (the feature
+`num_truncated`, `num_warnings`, `groups`, `counts` (`{group: {class: n}}`),
+`kept` (`total`, `by_group`, `by_label`), `dropped` (`total` and `by_reason`:
+the parser's drops plus this stage's), `skipped` (every utterance left out,
+once: `[{"utterance_id", "audio_path", "reason", "stage", "line"}]`, the
+parser's skips first with stage `"parse"` and no `audio_path`, then this
+stage's; `line`, the manifest line, for csv only; `num_skipped` is its length
+and `format_skipped`'s count), `truncated` (`[{"utterance_id", "audio_path",
+"kept_seconds", "source_seconds"}]`: clips cut at `max_seconds`), `warnings`
+(`[{"utterance_id", "warning", "line"}]`: prepared utterances whose transcript
+maps to no known word piece, e.g. emoji alone, which become `[CLS] [UNK]
+[SEP]`; `format_warnings` lays them out for the console), `shards` (`total`,
+`computed`, `reused`), `timings_seconds` per stage and `features` (the feature
 settings). `prepare_corpus` adds `data_dir`, `parser` (for IEMOCAP layouts
 `dropped_labels`, `skipped`, `kept_labels`, `counts`; for MELD layouts
 `skipped`, `unannotated_media` (per split `count` and `examples`),
 `encodings`, `files`, `counts`; for csv `manifest`, `rows`, `classes`,
 `label_map`, `dropped_labels`, `kept_labels`, `skipped`, `counts`) and
-`counts_check` (`reference`, `headline`, `rows` of parsed and expected
-counts, `warnings`; see `format_counts_table`), and with speed perturbation
-`augmentation` (the summary of `prepare_speed_copies`; also in the
-manifest).
+`counts_check` (`reference`, `headline`, `rows` of parsed and expected counts,
+`warnings`; see `format_counts_table`), and with speed perturbation
+`augmentation` (the summary of `prepare_speed_copies`; also in the manifest).
 
 Shards are planned by a stable key, not by position (`plan_shards`): each
 group (IEMOCAP session, MELD split) gets `ceil(listed / shard_size)` shards,
@@ -142,7 +144,7 @@ from smcn_tf.features.audio import (
     speed_perturb,
     too_short_reason,
 )
-from smcn_tf.features.text import TextEncoder
+from smcn_tf.features.text import SPECIAL_TOKENS, TextEncoder, known_word_pieces
 from smcn_tf.io_utils import jsonable, remove_quietly, write_json_atomic
 
 # How many unannotated media file names the report quotes per split.
@@ -150,6 +152,8 @@ REPORT_EXAMPLE_NAMES = registry.REPORT_EXAMPLE_NAMES
 REPORT_FILENAME = "report.json"
 # How many skipped utterances `format_skipped` lists before "... and N more".
 CONSOLE_SKIPPED_LINES = 10
+# How many word pieces a warning on a transcript quotes.
+_SHOWN_TOKENS = 12
 SIDECAR_SUFFIX = ".json"
 
 _SHARD_FILE = re.compile(r"^shard-\d{5}-of-\d{5}\.tfrecord(\.json)?$")
@@ -650,8 +654,9 @@ def prepare_utterances(
         class_names: the class names; a label is stored as its index here.
         corpus: the corpus name, recorded in the manifest.
         audio_layer: the audio feature layer, e.g. `LogMelFeatures`.
-        text_encoder: a `smcn_tf.features.text.TextEncoder` (or any object
-            with `dim`, `max_tokens` and `encode(texts, progress=False)`).
+        text_encoder: a `smcn_tf.features.text.TextEncoder` (or any object with `dim`,
+            `max_tokens` and `encode(texts, progress=False)`; one with `token_strings`
+            too has transcripts that map to no known word piece listed in `warnings`).
         sample_rate: the rate audio is read at.
         shard_size: utterances planned per shard, on average (`plan_shards`).
         progress: show a tqdm progress bar over the utterances.
@@ -669,7 +674,7 @@ def prepare_utterances(
         skipped_by_parser: the parser's `(utterance_id, reason)` skips, listed
             first in the report's `skipped` (stage `"parse"`).
         manifest_lines: `{utterance_id: line}` of a manifest corpus (csv): the
-            report gives each skipped utterance's `line`.
+            report gives each skipped or warned utterance's `line`.
         min_seconds: skip clips shorter than this (after any cut), with the
             reason `"shorter than 0.1 s: 0.0001 s (1 sample)"`; 0 keeps
             every non-empty clip.
@@ -702,9 +707,9 @@ def prepare_utterances(
         min_seconds=min_seconds, strict=strict,
     )
     outcome = _compute_shards(plan, extraction, corpus, progress)
-    summary = _summarise_shards(plan, outcome.sidecars)
-    skipped = _skipped_list(skipped_by_parser, summary.skipped, manifest_lines)
-    report = _run_report(plan, outcome, summary, skipped, corpus, dropped_by_parser, report_extra)
+    summary = _summarise_shards(plan, outcome.sidecars, text_encoder)
+    parsed = _ParserFindings(dropped_by_parser, skipped_by_parser, manifest_lines)
+    report = _run_report(plan, outcome, summary, parsed, corpus, report_extra)
     _write_run_manifest(plan, summary, report["features"], corpus, manifest_extra)
     return report
 
@@ -878,6 +883,8 @@ class _Summary:
         skipped: every skipped utterance, in shard order.
         truncated: every kept utterance that was cut, in shard order.
         num_examples: the examples written.
+        warnings: every kept utterance whose transcript maps to no known
+            word piece (`_word_piece_warning`), in shard order.
     """
 
     counts: dict
@@ -885,13 +892,33 @@ class _Summary:
     skipped: list
     truncated: list
     num_examples: int
+    warnings: list
 
 
-def _summarise_shards(plan, sidecars):
-    """The `_Summary` of a run's sidecars."""
+def _word_piece_warning(utterance, tokens, special_tokens):
+    """A report's warning on a transcript the text encoder saw nothing of
+    (`[CLS] [UNK] [SEP]`), or None; None too when the encoder gave no word
+    pieces (`tokens` None: an encoder without `token_strings`)."""
+    if tokens is None or known_word_pieces(tokens, special_tokens):
+        return None
+    shown = " ".join(tokens[:_SHOWN_TOKENS]) + (" ..." if len(tokens) > _SHOWN_TOKENS else "")
+    return {
+        "utterance_id": utterance.utterance_id,
+        "warning": f"no known word piece: the transcript {utterance.transcript!r} becomes {shown}",
+    }
+
+
+def _summarise_shards(plan, sidecars, text_encoder):
+    """The `_Summary` of a run's sidecars (their word pieces are checked
+    against `text_encoder`'s special tokens)."""
     by_id = {utterance.utterance_id: utterance for utterance in plan.ordered}
-    counts, shards, skipped, truncated = {}, [], [], []
+    special_tokens = getattr(text_encoder, "special_tokens", SPECIAL_TOKENS)
+    counts, shards, skipped, truncated, warnings = {}, [], [], [], []
     for sidecar in sidecars:
+        for utterance_id, tokens in zip(sidecar["utterance_ids"], sidecar.get("tokens") or ()):
+            warning = _word_piece_warning(by_id[utterance_id], tokens, special_tokens)
+            if warning is not None:
+                warnings.append(warning)
         shard_groups = {}
         for utterance_id in sidecar["utterance_ids"]:
             utterance = by_id[utterance_id]
@@ -909,6 +936,7 @@ def _summarise_shards(plan, sidecars):
         skipped=skipped,
         truncated=truncated,
         num_examples=sum(shard["count"] for shard in shards),
+        warnings=warnings,
     )
 
 
@@ -941,34 +969,49 @@ def _dropped_reasons(dropped_by_parser, skipped):
     return dropped
 
 
-def _skipped_list(skipped_by_parser, stage_skipped, lines):
-    """The report's `skipped`: every utterance left out, once, with its reason.
+@dataclasses.dataclass(frozen=True)
+class _ParserFindings:
+    """What the corpus parser found, for the report: `prepare_utterances`'
+    `dropped_by_parser`, `skipped_by_parser` and `manifest_lines` (None: none)."""
 
-    The parser's skips first, in its order (stage `"parse"`), then the feature
-    stage's in shard order; each with its manifest `line` where `lines` knows it.
-    """
-    lines = lines or {}
-    skipped = [
-        {"utterance_id": str(utterance_id), "reason": str(reason), "stage": "parse"}
-        for utterance_id, reason in (skipped_by_parser or ())
-    ]
-    skipped += [dict(item) for item in stage_skipped]  # Never the sidecars' own dicts.
-    for item in skipped:
-        if item["utterance_id"] in lines:
-            item["line"] = lines[item["utterance_id"]]
-    return skipped
+    dropped: object = None
+    skipped: object = None
+    lines: object = None
+
+    def with_lines(self, items):
+        """Copies of the report entries `items`, each with its manifest `line`
+        where the manifest lists its utterance."""
+        lines = self.lines or {}
+        copies = [dict(item) for item in items]  # Never the sidecars' own dicts.
+        for item in copies:
+            if item["utterance_id"] in lines:
+                item["line"] = lines[item["utterance_id"]]
+        return copies
+
+    def skipped_list(self, stage_skipped):
+        """The report's `skipped`: every utterance left out, once, with its reason.
+
+        The parser's skips first, in its order (stage `"parse"`), then the
+        feature stage's `stage_skipped` in shard order; each with its line.
+        """
+        parsed = [
+            {"utterance_id": str(utterance_id), "reason": str(reason), "stage": "parse"}
+            for utterance_id, reason in (self.skipped or ())
+        ]
+        return self.with_lines(parsed + list(stage_skipped))
 
 
-def _run_report(plan, outcome, summary, skipped, corpus, dropped_by_parser, report_extra):
-    """The report stage: builds and writes `report.json` (`skipped`: see
-    `_skipped_list`); raises when no utterance could be prepared (after
+def _run_report(plan, outcome, summary, parsed, corpus, report_extra):
+    """The report stage: builds and writes `report.json` (`parsed`: the
+    `_ParserFindings`); raises when no utterance could be prepared (after
     writing it: it says why)."""
     counts, num_examples = summary.counts, summary.num_examples
     by_label = dict.fromkeys(plan.class_names, 0)
     for group_counts in counts.values():
         for label, count in group_counts.items():
             by_label[label] += count
-    dropped = _dropped_reasons(dropped_by_parser, summary.skipped)
+    dropped = _dropped_reasons(parsed.dropped, summary.skipped)
+    skipped, warnings = parsed.skipped_list(summary.skipped), parsed.with_lines(summary.warnings)
     report = {
         "corpus": corpus,
         "out_dir": os.path.abspath(plan.out_dir),
@@ -976,6 +1019,7 @@ def _run_report(plan, outcome, summary, skipped, corpus, dropped_by_parser, repo
         "num_examples": num_examples,
         "num_skipped": len(skipped),
         "num_truncated": len(summary.truncated),
+        "num_warnings": len(warnings),
         "groups": sorted(counts),
         "counts": counts,
         "kept": {
@@ -986,6 +1030,7 @@ def _run_report(plan, outcome, summary, skipped, corpus, dropped_by_parser, repo
         "dropped": {"total": sum(dropped.values()), "by_reason": dict(sorted(dropped.items()))},
         "skipped": skipped,
         "truncated": summary.truncated,
+        "warnings": warnings,
         "shards": {
             "total": len(plan.shards), "computed": outcome.computed, "reused": outcome.reused
         },
@@ -1129,14 +1174,17 @@ def skipped_utterances(report):
     does not name yet is added to it: `"... (line 7)"`. Labels outside the
     classes are not listed (they are counted under `dropped`).
     """
-    items = []
-    for item in report.get("skipped", []):
-        reason = str(item["reason"])
-        where = f"(line {item['line']})" if "line" in item else ""
-        if where and where not in reason:
-            reason = f"{reason} {where}"
-        items.append((str(item["utterance_id"]), reason))
-    return items
+    return [
+        (str(item["utterance_id"]), _with_line_note(str(item["reason"]), item))
+        for item in report.get("skipped", [])
+    ]
+
+
+def _with_line_note(text, item):
+    """`text` ending in `(line N)` when the report entry `item` has a manifest
+    line that `text` does not name yet."""
+    where = f"(line {item['line']})" if "line" in item else ""
+    return f"{text} {where}" if where and where not in text else text
 
 
 def format_skipped(report, limit=CONSOLE_SKIPPED_LINES, report_path=None, names=True):
@@ -1179,6 +1227,54 @@ def format_skipped(report, limit=CONSOLE_SKIPPED_LINES, report_path=None, names=
         lines.append(f"  ... and {len(items) - limit} more (see {report_path})")
     return "\n".join(lines)
 
+
+
+def format_warnings(report, limit=CONSOLE_SKIPPED_LINES, report_path=None):
+    """Lay out the transcripts a prepare run warns about, for the console.
+
+    A transcript that maps to no known word piece (emoji alone become `[CLS]
+    [UNK] [SEP]`) is prepared, but its text vectors carry no words.
+
+    Args:
+        report: the report of `prepare_corpus` or `prepare_utterances`.
+        limit: list at most this many utterances, then `... and N more`.
+        report_path: the report.json to point to; default
+            `<report["out_dir"]>/report.json`.
+
+    Returns:
+        `""` without warnings; else a count line, then one line per
+        utterance, `  <id>: <what its transcript becomes>` (and `(line N)` for
+        a manifest corpus), and `  ... and N more (see <report.json>)` past
+        `limit`.
+
+    >>> print(format_warnings({"out_dir": "records", "num_examples": 3, "warnings": [
+    ...     {"utterance_id": "smile.wav", "line": 7, "warning":
+    ...      "no known word piece: the transcript ':-)' becomes [CLS] [UNK] [SEP]"}]}))
+    Warning: no known word piece in 1 of 3 prepared transcripts (report: records/report.json):
+      smile.wav: the transcript ':-)' becomes [CLS] [UNK] [SEP] (line 7)
+    """
+    items = report.get("warnings") or []
+    if not items:
+        return ""
+    if report_path is None:
+        report_path = os.path.join(report.get("out_dir", "."), REPORT_FILENAME)
+    lines = [
+        f"Warning: no known word piece in {len(items)} of {report.get('num_examples', 0)} "
+        f"prepared transcripts (report: {report_path}):"
+    ]
+    for item in items[:limit]:
+        text = item["warning"].removeprefix("no known word piece: ")
+        lines.append(f"  {item['utterance_id']}: {_with_line_note(text, item)}")
+    if len(items) > limit:
+        lines.append(f"  ... and {len(items) - limit} more (see {report_path})")
+    return "\n".join(lines)
+
+
+def _print_warnings(report, stream):
+    """Prints `format_warnings(report)` on `stream`, when there is any."""
+    text = format_warnings(report)
+    if text:
+        print(text, file=stream, flush=True)
 
 # --------------------------------------------------------------------------
 # Speed perturbation: the augmented directory `<out_dir>/augmented`.
@@ -1322,10 +1418,11 @@ def prepare_corpus(
 ):
     """Parses a corpus and prepares its features as sharded TFRecords.
 
-    The corpus is read by its adapter (`smcn_tf.corpora.registry`). For the
-    real releases (`"iemocap"`, `"meld"`) a parsed count that is not the
-    published one is warned about loudly on stderr before the (slow) feature
-    extraction, and recorded in the report (`counts_check`).
+    The corpus is read by its adapter (`smcn_tf.corpora.registry`). For the real releases
+    (`"iemocap"`, `"meld"`) a parsed count that is not the published one is warned about
+    loudly on stderr before the (slow) feature extraction, and recorded in the report
+    (`counts_check`). Transcripts that map to no known word piece are listed on stderr
+    after it (`format_warnings`).
 
     Args:
         corpus: a registered corpus name (`registry.corpus_names()`:
@@ -1338,8 +1435,8 @@ def prepare_corpus(
         text_encoder_dir: a Hugging Face BERT checkpoint directory; `None`
             uses the installed all-MiniLM-L6-v2.
         shard_size: utterances planned per shard.
-        strict: raise on a missing media file or transcription, and on
-            audio that cannot be decoded, instead of skipping it.
+        strict: raise on a missing media file or transcription, and on audio that cannot
+            be decoded or is cut off, instead of skipping it.
         progress: show a progress bar.
         max_seconds: keep at most this many seconds of each clip (cut clips
             are reported); None: the corpus' `defaults.max_seconds` (30 s
@@ -1352,10 +1449,9 @@ def prepare_corpus(
             `{"classes": ["ang", "hap"], "label_map": {"exc": "hap"}}` (csv).
         sample_rate: the rate, in Hz, audio is read (and resampled) at and
             the log-Mel frames are computed for (`features.sample_rate`).
-        speed_perturbation: speed factors (`features.speed_perturbation`,
-            e.g. `[0.9, 1.1]`): after `out_dir` (whose records stay as they
-            are), every prepared utterance is prepared once per factor,
-            speed-perturbed, into `<out_dir>/augmented`.
+        speed_perturbation: speed factors (`features.speed_perturbation`, e.g. `[0.9,
+            1.1]`): after `out_dir` (whose records stay as they are), every prepared
+            utterance is prepared once per factor, speed-perturbed, into `<out_dir>/augmented`.
         mel_bands: log-Mel bands per frame (`features.mel_bands`; 26: the
             paper's 78-d frames; the export reads it back from `audio_dim`).
 
@@ -1365,9 +1461,8 @@ def prepare_corpus(
         "The report" in the module docstring).
 
     Raises:
-        ValueError: an unknown corpus (the message lists the known ones), an
-            option the corpus does not take, or a corpus with no usable
-            utterance.
+        ValueError: an unknown corpus (the message lists the known ones), an option the
+            corpus does not take, or a corpus with no usable utterance.
         CorpusFormatError: the corpus is malformed (see the parsers).
     """
     adapter = registry.get_corpus(corpus)
@@ -1389,6 +1484,7 @@ def prepare_corpus(
         loaded.utterances, out_dir, listed_counts=loaded.listed_counts,
         **_parser_arguments(data_dir, loaded), **settings,
     )
+    _print_warnings(report, sys.stderr)  # On stderr, as the counts warning.
     if speeds:
         _prepare_speed_copies_of(loaded, report, out_dir, speeds, settings)
     return report
