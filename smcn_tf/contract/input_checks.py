@@ -15,7 +15,8 @@ Two places check the same rules, with the same words:
 graph internals (node names, stack traces): an assertion becomes its
 message, anything else its first meaningful line.
 
-The rules, per row of a batch:
+The rules (both signatures): every input has the same batch size, and at
+least one row (`empty batch: send at least one row`). Per row of a batch:
 
 `serving_default` (waveform, waveform_length, input_ids, attention_mask)
     - every input has the same batch size; `input_ids` and `attention_mask`
@@ -27,7 +28,7 @@ The rules, per row of a batch:
       zeros); positions after the row's first `[SEP]` are padding and not
       checked (TF Serving's batching pads the mask with 1 there).
 `features` (audio_features, audio_length, text_features, text_length)
-    - every input has the same batch size; the features are finite;
+    - the features are finite;
     - `0 <= audio_length <= frames`, `0 <= text_length <= tokens`.
 Both: a row whose audio is missing (fewer than `min_audio_samples` samples,
 or `audio_length` 0) or whose text is missing (no token besides `[CLS]` and
@@ -53,6 +54,7 @@ from smcn_tf.contract.signatures import (
 
 MODALITIES = ("audio", "text")
 BOTH = "both"
+EMPTY_BATCH_MESSAGE = "empty batch: send at least one row"
 # Audio shorter than this is treated as missing: too short to carry emotion.
 DEFAULT_MIN_AUDIO_SECONDS = MIN_SECONDS_DEFAULT
 
@@ -364,6 +366,8 @@ def _check_batch(inputs, names):
     sizes = [inputs[name].shape[0] for name in names]
     if len(set(sizes)) > 1:
         raise invalid_argument(_join(_batch_message(names, sizes)))
+    if sizes[0] == 0:
+        raise invalid_argument(EMPTY_BATCH_MESSAGE)
 
 
 def _check_finite(name, array):
@@ -420,10 +424,15 @@ def _after(checks, tensors):
 
 
 def _graph_batch_check(tensors, names):
+    """One batch size for every input, and at least one row (an op running both checks)."""
     tf = _tf()
     sizes = [tf.shape(tensor)[0] for tensor in tensors]
-    same = tf.reduce_all(tf.equal(tf.stack(sizes), sizes[0]))
-    return _assert(same, _batch_message(names, sizes))
+    same = _assert(tf.reduce_all(tf.equal(tf.stack(sizes), sizes[0])), _batch_message(names, sizes))
+    # After `same`, so rows that differ are reported as such, not as an empty batch.
+    with tf.control_dependencies([same]):
+        # Without it a 0-row batch fails deep in the model (MatMul shapes): INTERNAL.
+        nonempty = _assert(sizes[0] > 0, [EMPTY_BATCH_MESSAGE])
+    return tf.group(same, nonempty)
 
 
 def _graph_finite_check(name, tensor):

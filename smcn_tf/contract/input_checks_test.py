@@ -43,3 +43,24 @@ def test_rules_round_trip_through_smcn_json():
             "text_length": np.array([0], "int32"),
         })
     assert InputRules.from_description({}) is None
+
+
+@pytest.mark.parametrize("signature, inputs", [
+    ("serving_default", {
+        "waveform": np.zeros([0, 16000], "float32"),
+        "waveform_length": np.zeros([0], "int32"),
+        "input_ids": np.zeros([0, 8], "int32"),
+        "attention_mask": np.zeros([0, 8], "int32"),
+    }),
+    ("features", {
+        "audio_features": np.zeros([0, 2, 3], "float32"),
+        "audio_length": np.zeros([0], "int32"),
+        "text_features": np.zeros([0, 2, 3], "float32"),
+        "text_length": np.zeros([0], "int32"),
+    }),
+])
+def test_an_empty_batch_is_refused_by_name(signature, inputs):
+    """A 0-row batch used to fail inside the finite check (cannot reshape array of size 0)."""
+    rules = InputRules(vocab_size=100, cls_token_id=2, separator_token_id=3)
+    with pytest.raises(ServingError, match="^INVALID_ARGUMENT: empty batch: send at least one row$"):
+        rules.check(signature, inputs)

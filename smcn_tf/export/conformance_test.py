@@ -282,8 +282,9 @@ def test_tf1_session_loading_refuses_bad_inputs_and_answers_missing_modalities(f
     no_text = dict(good, attention_mask=np.zeros_like(good["attention_mask"]))
     no_audio = dict(good, waveform_length=np.array([0, 0], "int32"))
     neither = dict(no_text, waveform_length=np.array([0, 0], "int32"))
+    empty = {key: value[:0] for key, value in good.items()}
     requests = {"good": good, "nan": nan, "bad_id": bad_id, "no_text": no_text,
-                "no_audio": no_audio, "neither": neither}
+                "no_audio": no_audio, "neither": neither, "empty": empty}
     np.savez(
         tmp_path / "requests.npz",
         **{f"{name}/{key}": value for name, inputs in requests.items()
@@ -305,6 +306,8 @@ def test_tf1_session_loading_refuses_bad_inputs_and_answers_missing_modalities(f
         answers["bad_id"]["error"]
     assert "[has] [no audio (waveform_length below 1600 samples, 0.1 s) and no text" in \
         answers["neither"]["error"]
+    # It was an internal error (Matrix size-incompatible in the audio GRU).
+    assert "assertion failed: [empty batch: send at least one row]" in answers["empty"]["error"]
     expected = full["model"](offline_features(full["settings"], full["text_encoder"]))
     assert answers["no_text"]["modality"] == ["audio", "audio"]
     np.testing.assert_allclose(

@@ -370,9 +370,23 @@ def _parse_inputs(value, input_specs, names, signature):
             f"\"{signature}\" takes {{{', '.join(names)}}}."
         )
     return {
-        name: json_to_array(value[name], input_specs[name].dtype, f"input '{name}'")
+        name: _batch_of_rank(
+            json_to_array(value[name], input_specs[name].dtype, f"input '{name}'"),
+            input_specs[name],
+        )
         for name in names
     }
+
+
+def _batch_of_rank(array, spec):
+    """`[]` for an input of rank > 1 as an empty batch of that rank (shape `[0, ...]`).
+
+    JSON writes a 0-row batch of any rank as `[]`; read as shape `[0]` it
+    would be refused for its rank, not for being empty.
+    """
+    if array.shape != (0,) or not spec.rank or spec.rank < 2:
+        return array
+    return array.reshape((0,) + tuple(max(size, 0) for size in spec.dims[1:]))
 
 
 _NON_FINITE = {"nan": "NaN", "inf": "Infinity", "-inf": "-Infinity"}

@@ -76,3 +76,13 @@ def test_a_batch_over_max_batch_size_is_refused_naming_the_limit(server, stub):
 def test_max_batch_size_must_be_positive(tmp_path):
     with pytest.raises(ValueError, match="max_batch_size must be >= 1"):
         serve(str(tmp_path), grpc_port=None, rest_port=0, max_batch_size=0)
+
+
+def test_an_empty_batch_is_invalid_argument_not_internal(server, stub):
+    """It was INTERNAL: ValueError: cannot reshape array of size 0 into shape (0,newaxis)."""
+    empty = {name: value[:0] for name, value in raw_inputs(1).items()}
+    assert grpc_predict(stub, empty) == (
+        "INVALID_ARGUMENT", "empty batch: send at least one row"
+    )
+    # JSON writes the 0-row batch of every input as [], whatever its rank.
+    assert rest_predict(server, empty) == (400, "empty batch: send at least one row")
