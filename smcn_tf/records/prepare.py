@@ -1270,9 +1270,10 @@ def format_warnings(report, limit=CONSOLE_SKIPPED_LINES, report_path=None):
     return "\n".join(lines)
 
 
-def _print_warnings(report, stream):
-    """Prints `format_warnings(report)` on `stream`, when there is any."""
-    text = format_warnings(report)
+def _print_warnings(report, out_dir, stream):
+    """Prints `format_warnings(report)` on `stream`, when there is any, naming
+    `out_dir`'s report as given (as `smcn prepare` names it)."""
+    text = format_warnings(report, report_path=os.path.join(os.fspath(out_dir), REPORT_FILENAME))
     if text:
         print(text, file=stream, flush=True)
 
@@ -1484,7 +1485,7 @@ def prepare_corpus(
         loaded.utterances, out_dir, listed_counts=loaded.listed_counts,
         **_parser_arguments(data_dir, loaded), **settings,
     )
-    _print_warnings(report, sys.stderr)  # On stderr, as the counts warning.
+    _print_warnings(report, out_dir, sys.stderr)  # On stderr, as the counts warning.
     if speeds:
         _prepare_speed_copies_of(loaded, report, out_dir, speeds, settings)
     return report
