@@ -19,9 +19,9 @@ The rules (both signatures): every input has the same batch size, and at
 least one row (`empty batch: send at least one row`). Per row of a batch:
 
 `serving_default` (waveform, waveform_length, input_ids, attention_mask)
-    - every input has the same batch size; `input_ids` and `attention_mask`
-      have the same shape;
-    - `waveform` holds only finite values;
+    - `input_ids` and `attention_mask` have the same shape;
+    - `waveform` is at most `max_waveform_samples` long (what `max_frames`
+      pooled frames read, plus 1 s), and holds only finite values;
     - `0 <= waveform_length <= samples` (the padded waveform size);
     - `0 <= input_ids < vocab_size`;
     - `attention_mask` holds only 0 and 1, as a prefix of 1s (ones, then
@@ -74,6 +74,8 @@ class InputRules:
         modality_fallback: whether the graph answers a row with one modality
             (exports made before it existed answer every row with the fused
             head; then only the value checks apply).
+        max_waveform_samples: the longest `waveform` (samples per row) the
+            model can use; `None`: no bound (exports made before it).
 
     Example:
 
@@ -94,6 +96,7 @@ class InputRules:
         min_audio_samples=0,
         sample_rate=16000,
         modality_fallback=True,
+        max_waveform_samples=None,
     ):
         self.modalities = tuple(modalities)
         self.unimodal_heads = tuple(unimodal_heads)
@@ -104,6 +107,9 @@ class InputRules:
         self.min_audio_samples = int(min_audio_samples)
         self.sample_rate = int(sample_rate)
         self.modality_fallback = bool(modality_fallback)
+        self.max_waveform_samples = (
+            None if max_waveform_samples is None else int(max_waveform_samples)
+        )
 
     @property
     def special_token_ids(self):
@@ -126,6 +132,7 @@ class InputRules:
             "min_audio_seconds": self.min_audio_samples / self.sample_rate,
             "sample_rate": self.sample_rate,
             "modality_fallback": self.modality_fallback,
+            "max_waveform_samples": self.max_waveform_samples,
         }
 
     @classmethod
@@ -144,7 +151,7 @@ class InputRules:
                 key: checks[key] for key in (
                     "modalities", "unimodal_heads", "variant", "vocab_size", "cls_token_id",
                     "separator_token_id", "min_audio_samples", "sample_rate",
-                    "modality_fallback",
+                    "modality_fallback", "max_waveform_samples",
                 ) if key in checks
             }
             return cls(**known)
@@ -201,6 +208,9 @@ class InputRules:
         _check_batch(inputs, RAW_INPUTS)
         if ids.shape != mask.shape:
             raise invalid_argument(_join(_shape_message(list(ids.shape), list(mask.shape))))
+        limit = self.max_waveform_samples
+        if limit is not None and waveform.shape[1] > limit:
+            raise invalid_argument(_join(_waveform_size_message(waveform.shape[1], limit, self)))
         _check_finite("waveform", waveform)
         samples = waveform.shape[1]
         bad = (length < 0) | (length > samples)
@@ -293,6 +303,14 @@ def _length_message(name, row, value, limit_text, limit):
     return [
         f"input {name}: row", row, "is", value, f"but must be between 0 and {limit_text}",
         limit,
+    ]
+
+
+def _waveform_size_message(samples, limit, rules):
+    return [
+        "input waveform: rows of", samples, "samples are longer than this model can use: "
+        f"at most {limit} samples ({limit / rules.sample_rate:g} s) per row "
+        "(max_frames x pooling x hop, plus 1 s); cut the audio to that length",
     ]
 
 
@@ -474,8 +492,15 @@ def graph_checks_raw(rules, waveform, waveform_length, input_ids, attention_mask
     batch = _graph_batch_check(
         [waveform, waveform_length, input_ids, attention_mask], RAW_INPUTS
     )
+    gate = [shapes, batch]
+    if rules.max_waveform_samples is not None:
+        samples = tf.shape(waveform)[1]
+        gate.append(_assert(
+            samples <= rules.max_waveform_samples,
+            _waveform_size_message(samples, rules.max_waveform_samples, rules),
+        ))
     waveform, waveform_length, input_ids, attention_mask = _after(
-        [shapes, batch], [waveform, waveform_length, input_ids, attention_mask]
+        gate, [waveform, waveform_length, input_ids, attention_mask]
     )
     checks = [
         _graph_finite_check("waveform", waveform),

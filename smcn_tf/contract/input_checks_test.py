@@ -64,3 +64,25 @@ def test_an_empty_batch_is_refused_by_name(signature, inputs):
     rules = InputRules(vocab_size=100, cls_token_id=2, separator_token_id=3)
     with pytest.raises(ServingError, match="^INVALID_ARGUMENT: empty batch: send at least one row$"):
         rules.check(signature, inputs)
+
+
+def test_a_waveform_longer_than_the_model_can_use_is_refused_naming_the_limit():
+    rules = InputRules(vocab_size=100, cls_token_id=2, separator_token_id=3,
+                       max_waveform_samples=16000)
+    inputs = {
+        "waveform": np.zeros([1, 16001], "float32"),
+        "waveform_length": np.array([16001], "int32"),
+        "input_ids": np.array([[2, 10, 3]], "int32"),
+        "attention_mask": np.ones([1, 3], "int32"),
+    }
+    with pytest.raises(ServingError, match=(
+        r"input waveform: rows of 16001 samples are longer than this model can use: "
+        r"at most 16000 samples \(1 s\) per row"
+    )):
+        rules.check("serving_default", inputs)
+    inputs["waveform"] = inputs["waveform"][:, :16000]
+    inputs["waveform_length"] = np.array([16000], "int32")
+    rules.check("serving_default", inputs)  # at the limit: accepted
+    again = InputRules.from_description({"input_checks": rules.to_json()})
+    assert again.max_waveform_samples == 16000
+    assert InputRules.from_description({"input_checks": {}}).max_waveform_samples is None

@@ -283,8 +283,11 @@ def test_tf1_session_loading_refuses_bad_inputs_and_answers_missing_modalities(f
     no_audio = dict(good, waveform_length=np.array([0, 0], "int32"))
     neither = dict(no_text, waveform_length=np.array([0, 0], "int32"))
     empty = {key: value[:0] for key, value in good.items()}
+    # 500 frames x pooling 5 x hop 160, plus 1 s: 416,000 samples.
+    too_long = dict(good, waveform=np.zeros([2, 416_001], "float32"))
     requests = {"good": good, "nan": nan, "bad_id": bad_id, "no_text": no_text,
-                "no_audio": no_audio, "neither": neither, "empty": empty}
+                "no_audio": no_audio, "neither": neither, "empty": empty,
+                "too_long": too_long}
     np.savez(
         tmp_path / "requests.npz",
         **{f"{name}/{key}": value for name, inputs in requests.items()
@@ -308,6 +311,10 @@ def test_tf1_session_loading_refuses_bad_inputs_and_answers_missing_modalities(f
         answers["neither"]["error"]
     # It was an internal error (Matrix size-incompatible in the audio GRU).
     assert "assertion failed: [empty batch: send at least one row]" in answers["empty"]["error"]
+    assert (
+        "[input waveform: rows of] [416001] [samples are longer than this model can use: "
+        "at most 416000 samples (26 s) per row"
+    ) in answers["too_long"]["error"]
     expected = full["model"](offline_features(full["settings"], full["text_encoder"]))
     assert answers["no_text"]["modality"] == ["audio", "audio"]
     np.testing.assert_allclose(

@@ -74,6 +74,7 @@ def test_smcn_json_records_the_input_checks(full):
     assert checks["vocab_size"] == 30522
     assert (checks["cls_token_id"], checks["separator_token_id"]) == (101, 102)
     assert checks["min_audio_samples"] == 1600 and checks["min_audio_seconds"] == 0.1
+    assert checks["max_waveform_samples"] == 500 * 5 * 160 + 16000  # frames x pooling x hop + 1 s
     outputs = description["signatures"]["serving_default"]["outputs"]
     assert outputs["modality"] == {"dtype": "string", "shape": [-1], "dims": ["batch"]}
 

@@ -127,6 +127,23 @@ def input_rules(model, tokenizer=None, vocab_size=None, sample_rate=16000,
     )
 
 
+def max_waveform_samples(audio_layer):
+    """The longest waveform the raw signature accepts, or `None` (no front end / no cap).
+
+    `max_frames` pooled frames read `max_frames x pooling` log-Mel frames of
+    `hop` samples (the front end skips the rest: see `LogMelFeatures.call`);
+    1 s more covers the last window and the deltas' context. A longer
+    waveform only costs memory: the graph refuses it with a message naming
+    the limit. 416,000 samples (26 s) at the presets' 500 frames x 5 x 160.
+    """
+    if audio_layer is None or audio_layer.max_frames is None:
+        return None
+    return (
+        audio_layer.max_frames * audio_layer.pooling * audio_layer.hop_samples
+        + audio_layer.sample_rate
+    )
+
+
 class SMCNServingModule(tf.Module):
     """The tf.Module that holds the model, its front end and the serving functions.
 
@@ -171,6 +188,8 @@ class SMCNServingModule(tf.Module):
         if rules is None:
             rules = input_rules(self.model)
             rules.separator_token_id = separator_token_id
+        if rules.max_waveform_samples is None:
+            rules.max_waveform_samples = max_waveform_samples(audio_layer)
         self.rules = rules
         specs = signature_specs(self.model.audio_dim, self.model.text_dim)
         self.features = tf.function(self._predict_features, input_signature=specs["features"])

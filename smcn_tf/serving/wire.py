@@ -487,6 +487,51 @@ def format_predict_response(request_format, outputs):
 # not pay its seconds of start-up.
 
 
+def tensor_proto_bytes(proto):
+    """The bytes a `TensorProto` takes once decoded, from its shape and dtype alone.
+
+    Read before any decoding: a proto may declare a large shape and hold one
+    value, which `tf.make_ndarray` repeats to fill it (213 bytes on the wire,
+    256 MB decoded). Strings count 8 bytes (a pointer) per element.
+    """
+    import tensorflow as tf
+
+    elements = 1
+    for dim in proto.tensor_shape.dim:
+        elements *= max(int(dim.size), 0)
+    try:
+        itemsize = tf.dtypes.as_dtype(proto.dtype).size or 8
+    except TypeError:
+        itemsize = 8  # an unknown dtype: refused later, when it is decoded
+    return elements * itemsize
+
+
+def check_tensor_bytes(name, shape, dtype_name, size, limit):
+    """Refuses a tensor of `size` bytes over `limit` (`--max-tensor-bytes`), naming both.
+
+    Raises:
+        ServingError: INVALID_ARGUMENT.
+    """
+    if limit is not None and size > limit:
+        raise invalid_argument(
+            f"input '{name}': a {dtype_name} tensor of shape {list(shape)} takes {size} "
+            f"bytes, over this server's limit of {limit} bytes per tensor "
+            "(--max-tensor-bytes)."
+        )
+
+
+def check_tensor_proto(name, proto, limit):
+    """`check_tensor_bytes` for a `TensorProto`, before it is decoded."""
+    import tensorflow as tf
+
+    try:
+        dtype_name = tf.dtypes.as_dtype(proto.dtype).name
+    except TypeError:
+        dtype_name = f"dtype {proto.dtype}"
+    shape = [int(dim.size) for dim in proto.tensor_shape.dim]
+    check_tensor_bytes(name, shape, dtype_name, tensor_proto_bytes(proto), limit)
+
+
 def proto_to_array(proto):
     """A `TensorProto` as a numpy array (strings as an object array of bytes)."""
     import tensorflow as tf

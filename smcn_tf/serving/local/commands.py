@@ -105,6 +105,11 @@ def _add_serve_parser(subparsers):
         "HTTP 400 (default: no limit).",
     )
     serve.add_argument(
+        "--max-tensor-bytes", type=int, default=64 * 1024 * 1024,
+        help="Most bytes one request tensor may take decoded (elements x dtype size), "
+        "checked before decoding; more is refused with INVALID_ARGUMENT (default 64 MiB).",
+    )
+    serve.add_argument(
         "--verbose", action="store_true", help="Log every request (debug logging)."
     )
     serve.set_defaults(handler=command_serve)
@@ -179,6 +184,7 @@ def command_serve(args):
         max_request_bytes=args.max_request_bytes,
         num_versions=args.num_versions,
         max_batch_size=args.max_batch_size,
+        max_tensor_bytes=args.max_tensor_bytes,
     )
     stop = threading.Event()
     previous = {}

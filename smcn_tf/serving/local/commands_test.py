@@ -46,11 +46,12 @@ def test_serve_limit_flags():
     parser = argparse.ArgumentParser(prog="smcn")
     commands.add_parsers(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(["serve", "--model-base-path", "export/smcn"])
-    assert args.max_batch_size is None
+    assert (args.max_batch_size, args.max_tensor_bytes) == (None, 64 * 1024 * 1024)
     args = parser.parse_args(
-        ["serve", "--model-base-path", "export/smcn", "--max-batch-size", "32"]
+        ["serve", "--model-base-path", "export/smcn", "--max-batch-size", "32",
+         "--max-tensor-bytes", "1000000"]
     )
-    assert args.max_batch_size == 32
+    assert (args.max_batch_size, args.max_tensor_bytes) == (32, 1000000)
 
 
 def test_predict_in_process_prints_class_probabilities_and_tokens(export, clip, capsys):

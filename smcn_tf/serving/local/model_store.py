@@ -57,11 +57,15 @@ WARMUP_FILE = os.path.join("assets.extra", "tf_serving_warmup_requests")
 # TF Serving replays at most this many warmup records.
 MAX_WARMUP_RECORDS = 1000
 
-RequestLimits = collections.namedtuple("RequestLimits", ["max_batch_size"], defaults=[None])
+RequestLimits = collections.namedtuple(
+    "RequestLimits", ["max_batch_size", "max_tensor_bytes"], defaults=[None, None]
+)
 RequestLimits.__doc__ = """What one client request may hold (`None`: no limit).
 
 Fields:
     max_batch_size: the most rows (first dimension of the batched inputs).
+    max_tensor_bytes: the most bytes of one decoded input tensor (the gRPC
+        front end checks it before decoding too: `wire.check_tensor_proto`).
 """
 
 
@@ -360,7 +364,7 @@ def validate_inputs(signature_key, specs, inputs):
 
 
 def check_limits(limits, specs, tensors):
-    """Refuses a request over the server's `RequestLimits`, naming the limit.
+    """Refuses a request over the server's `RequestLimits` (tensor bytes, rows), naming the limit.
 
     Args:
         limits: the `RequestLimits`.
@@ -370,6 +374,11 @@ def check_limits(limits, specs, tensors):
     Raises:
         ServingError: INVALID_ARGUMENT.
     """
+    for name in sorted(tensors):
+        array = tensors[name]
+        wire.check_tensor_bytes(
+            name, array.shape, _numpy_dtype_name(array), array.nbytes, limits.max_tensor_bytes
+        )
     batched = [tensors[name].shape[0] for name in sorted(specs) if specs[name].batched]
     if limits.max_batch_size is not None and batched and batched[0] > limits.max_batch_size:
         raise invalid_argument(

@@ -42,6 +42,8 @@ from smcn_tf.serving.local.rest import RestServer
 logger = logging.getLogger("smcn_tf.serving")
 
 DEFAULT_MAX_REQUEST_BYTES = 64 * 1024 * 1024
+# One decoded tensor: about 17 minutes of 16 kHz float32 audio.
+DEFAULT_MAX_TENSOR_BYTES = 64 * 1024 * 1024
 
 ServerPorts = collections.namedtuple("ServerPorts", ["grpc", "rest"])
 
@@ -77,6 +79,9 @@ class ModelServer:
         warmup: replay `assets.extra/tf_serving_warmup_requests` on load.
         max_batch_size: the most rows one request may hold (`None`: no
             limit); a larger request is refused with INVALID_ARGUMENT.
+        max_tensor_bytes: the most bytes one request tensor may take once
+            decoded (element count x dtype size; `None`: no limit), checked
+            from a gRPC `TensorProto`'s shape and dtype before it is decoded.
 
     Attributes:
         ports: the bound `ServerPorts(grpc, rest)` once started.
@@ -105,6 +110,7 @@ class ModelServer:
         max_workers=8,
         warmup=True,
         max_batch_size=None,
+        max_tensor_bytes=DEFAULT_MAX_TENSOR_BYTES,
     ):
         base = os.path.abspath(os.fspath(model_base_path))
         if not os.path.isdir(base):
@@ -135,6 +141,9 @@ class ModelServer:
             raise ValueError(f"poll_seconds must be >= 0, got {poll_seconds}.")
         if max_batch_size is not None and max_batch_size < 1:
             raise ValueError(f"max_batch_size must be >= 1 or None, got {max_batch_size}.")
+        if max_tensor_bytes is not None and max_tensor_bytes < 1:
+            raise ValueError(f"max_tensor_bytes must be >= 1 or None, got {max_tensor_bytes}.")
+        self.max_tensor_bytes = max_tensor_bytes
         self.model_base_path = base
         self.model_name = model_name or os.path.basename(base.rstrip(os.sep))
         self.host = host
@@ -144,7 +153,9 @@ class ModelServer:
         self._requested_ports = (grpc_port, rest_port)
         self.store = ModelStore(
             base, self.model_name, num_versions=num_versions, warmup=warmup,
-            limits=RequestLimits(max_batch_size=max_batch_size),
+            limits=RequestLimits(
+                max_batch_size=max_batch_size, max_tensor_bytes=max_tensor_bytes
+            ),
         )
         self.metrics = ServingMetrics()
         self.ports = ServerPorts(None, None)
@@ -201,7 +212,8 @@ class ModelServer:
                 # Without this, a second server could silently share a busy port.
                 ("grpc.so_reuseport", 0),
             ],
-            interceptors=[_MeasuredCalls(self)],
+            # Outermost first: a refusal for size is counted too.
+            interceptors=[_MeasuredCalls(self), _TensorSizeLimit(self.max_tensor_bytes)],
         )
         prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
             PredictionService(self), server
@@ -404,6 +416,36 @@ class _MeasuredCalls(grpc.ServerInterceptor):
             version = spec.version.value if spec.HasField("version") else None
         signature = (spec.signature_name or DEFAULT_SIGNATURE) if api == "Predict" else ""
         self.core.record_request(api, "GRPC", status, seconds, spec.name, version, signature)
+
+
+class _TensorSizeLimit(grpc.ServerInterceptor):
+    """Refuses a Predict whose tensors would decode past `max_tensor_bytes`, before decoding."""
+
+    def __init__(self, limit):
+        self.limit = limit
+
+    def intercept_service(self, continuation, handler_call_details):
+        handler = continuation(handler_call_details)
+        if (
+            handler is None or self.limit is None or handler.unary_unary is None
+            or _GRPC_APIS.get(handler_call_details.method) != "Predict"
+        ):
+            return handler
+        behavior = handler.unary_unary
+
+        def limited(request, context):
+            try:
+                for name in sorted(request.inputs):
+                    wire.check_tensor_proto(name, request.inputs[name], self.limit)
+            except ServingError as error:
+                context.abort(error.grpc_code, error.message)
+            return behavior(request, context)
+
+        return grpc.unary_unary_rpc_method_handler(
+            limited,
+            request_deserializer=handler.request_deserializer,
+            response_serializer=handler.response_serializer,
+        )
 
 
 def serve(

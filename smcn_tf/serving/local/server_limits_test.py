@@ -86,3 +86,41 @@ def test_an_empty_batch_is_invalid_argument_not_internal(server, stub):
     )
     # JSON writes the 0-row batch of every input as [], whatever its rank.
     assert rest_predict(server, empty) == (400, "empty batch: send at least one row")
+
+
+def amplifying_request(samples=64_000_000):
+    """A waveform TensorProto declaring [1, samples] with one float_val (213 bytes on the wire)."""
+    protos = {name: tf.make_tensor_proto(value) for name, value in raw_inputs(1).items()}
+    waveform = tf.make_tensor_proto([0.5], dtype=tf.float32)
+    waveform.tensor_shape.Clear()
+    for size in (1, samples):
+        waveform.tensor_shape.dim.add(size=size)
+    protos["waveform"] = waveform
+    return protos
+
+
+def test_a_tensor_is_refused_for_its_decoded_size_before_it_is_decoded(server, stub):
+    """It was expanded to 256 MB (TensorFlow repeats the last value) and answered OK."""
+    protos = amplifying_request()
+    assert protos["waveform"].ByteSize() < 100
+    code, message = grpc_answer(stub, protos)
+    assert code == "INVALID_ARGUMENT"
+    assert message == (
+        "input 'waveform': a float32 tensor of shape [1, 64000000] takes 256000000 bytes, "
+        "over this server's limit of 67108864 bytes per tensor (--max-tensor-bytes)."
+    )
+    assert grpc_predict(stub, raw_inputs(1)) == ("OK", "")
+
+
+def test_a_decoded_rest_tensor_over_the_limit_is_refused(tmp_path):
+    base = str(tmp_path / "smcn")
+    write_contract_model(base, version=1)
+    with serve(base, grpc_port=None, rest_port=0, poll_seconds=0,
+               max_tensor_bytes=100_000) as server:
+        status, message = rest_predict(server, raw_inputs(1, samples=32_000))
+        assert status == 400
+        assert message == (
+            "input 'waveform': a float32 tensor of shape [1, 32000] takes 128000 bytes, "
+            "over this server's limit of 100000 bytes per tensor (--max-tensor-bytes)."
+        )
+        assert rest_predict(server, raw_inputs(1, samples=16_000)) == (200, "")
