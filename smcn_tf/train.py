@@ -178,11 +178,13 @@ def _config_fingerprint(config, train_groups, validation=None):
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
-class _DistributedSMCNModel(SMCNModel):
+class DistributedSMCNModel(SMCNModel):
     """`SMCNModel` for `fit` under a tf.distribute strategy.
 
     Never saved: the chief saves and scores a single-device copy
-    (`_single_device_copy`). Set `batch_axis_logs` on several workers.
+    (`_single_device_copy`). Set `batch_axis_logs` on several workers. (Its
+    name has no leading underscore: Keras names a model after its class, and
+    a scope name cannot start with one.)
     """
 
     batch_axis_logs = False
@@ -343,7 +345,7 @@ def _resume_point(run):
 def _build_fold_model(run):
     """The fold's compiled model, made under its strategy."""
     distributed = distribute.is_distributed(run.strategy)
-    model_class = _DistributedSMCNModel if distributed else SMCNModel
+    model_class = DistributedSMCNModel if distributed else SMCNModel
     with run.strategy.scope():
         model = compile_model(
             build_model(run.config, run.manifest, model_class=model_class), run.config
