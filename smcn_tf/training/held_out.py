@@ -13,8 +13,9 @@ features and every attention's weights) and keeps what each view needs:
   figures draw (`select_attention_examples`: the first ids of each class, in
   sorted order), chosen while the pass goes.
 
-The probe computes the same graph as the model: its probabilities are the
-model's, bit for bit.
+The probe runs the model's own layers on the same batches, so its
+probabilities are the model's: on CPU bit for bit, as
+`smcn_tf.evaluate.predict_dataset` gives them (held_out_test checks it).
 """
 
 import bisect
