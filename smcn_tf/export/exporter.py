@@ -86,18 +86,6 @@ def existing_versions(model_dir):
     return layout.list_versions(model_dir, loadable_only=False)
 
 
-def _positive_int(settings, key, source, allow_none=False, minimum=1):
-    value = settings.get(key)
-    if value is None and allow_none:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(
-            f"{source}: `{key}` must be an integer >= {minimum}"
-            f"{' or null' if allow_none else ''}, got {value!r}."
-        )
-    return value
-
-
 def _check_feature_settings(model, feature_settings, source):
     """The run's feature settings, checked against the model, as a `FeatureSettings`.
 

@@ -14,8 +14,9 @@ one is wrong. The frame count of a clip (`num_frames`) is defined here once:
 
 import dataclasses
 import math
-import numbers
 import typing
+
+from smcn_tf.checks import integer_at_least
 
 # The log-Mel analysis window and hop (section 3.2: 25 ms / 10 ms frames).
 WINDOW_MS = 25.0
@@ -34,14 +35,6 @@ def frames_of(num_samples, window_samples, hop_samples, maximum=max):
     1
     """
     return 1 + maximum(num_samples - window_samples, 0) // hop_samples
-
-
-def _positive_int(value, field, source, allow_none=False, minimum=1):
-    if value is None and allow_none:
-        return None
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
-        raise ValueError(f"{source}: `{field}` must be an integer >= {minimum}, got {value!r}.")
-    return int(value)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -126,13 +119,17 @@ class FeatureSettings:
             value = values.get(field)
             if value is not None and not isinstance(value, str):
                 raise ValueError(f"{source}: `{field}` must be a string, got {value!r}.")
+        def integer(field, minimum=1, allow_none=True):
+            return integer_at_least(values.get(field), f"{source}: `{field}`", minimum, allow_none)
+
+        values = {"sample_rate": 16000, **values}
         return cls(
-            sample_rate=_positive_int(values.get("sample_rate", 16000), "sample_rate", source),
-            pooling=_positive_int(values["pooling"], "pooling", source),
-            max_frames=_positive_int(values.get("max_frames"), "max_frames", source, True),
-            max_tokens=_positive_int(values.get("max_tokens"), "max_tokens", source, True, 2),
-            audio_dim=_positive_int(values.get("audio_dim"), "audio_dim", source, True),
-            text_dim=_positive_int(values.get("text_dim"), "text_dim", source, True),
+            sample_rate=integer("sample_rate", allow_none=False),
+            pooling=integer("pooling", allow_none=False),
+            max_frames=integer("max_frames"),
+            max_tokens=integer("max_tokens", minimum=2),
+            audio_dim=integer("audio_dim"),
+            text_dim=integer("text_dim"),
             text_encoder=values.get("text_encoder"),
             corpus=values.get("corpus"),
             class_names=class_names,

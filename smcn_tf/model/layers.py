@@ -7,6 +7,8 @@ honours masks, so a padded frame or token never changes a result.
 import keras
 from keras import ops
 
+from smcn_tf.checks import integer_at_least
+
 
 @keras.saving.register_keras_serializable(package="smcn_tf")
 class LengthMask(keras.layers.Layer):
@@ -302,8 +304,7 @@ class SpecAugment(keras.layers.Layer):
             ("frequency_mask_bands", frequency_mask_bands, 0),
             ("feature_blocks", feature_blocks, 1),
         ):
-            if isinstance(value, bool) or int(value) != value or value < minimum:
-                raise ValueError(f"`{field}` must be an integer >= {minimum}, got {value!r}.")
+            integer_at_least(value, f"`{field}`", minimum)
         self.time_masks = int(time_masks)
         self.time_mask_frames = int(time_mask_frames)
         self.frequency_masks = int(frequency_masks)

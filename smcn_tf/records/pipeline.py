@@ -79,6 +79,7 @@ import random
 
 import tensorflow as tf
 
+from smcn_tf.checks import integer_at_least
 from smcn_tf.records import format as records
 
 _READ_BUFFER_BYTES = 1 << 20
@@ -232,12 +233,6 @@ def _shard_files(records_dir, manifest, kept):
     ]
 
 
-def _check_integer(name, value, minimum):
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}.")
-    return int(value)
-
-
 HOLDOUT_SIDES = ("exclude", "only")
 
 
@@ -381,9 +376,9 @@ class _StreamOptions:
             raise ValueError(f"seed must be an integer or None, got {seed!r}.")
         # Frozen: the normalized values go in as `Manifest.__post_init__` does.
         window = 0 if self.bucket_window is None else self.bucket_window
-        object.__setattr__(self, "bucket_window", _check_integer("bucket_window", window, 0))
+        object.__setattr__(self, "bucket_window", integer_at_least(window, "bucket_window", 0))
         for name, minimum in (("start_batch", 0), ("num_shards", 1), ("shard_index", 0)):
-            object.__setattr__(self, name, _check_integer(name, getattr(self, name), minimum))
+            object.__setattr__(self, name, integer_at_least(getattr(self, name), name, minimum))
         if self.shard_index >= self.num_shards:
             raise ValueError(
                 f"shard_index must satisfy 0 <= shard_index < num_shards, got "
