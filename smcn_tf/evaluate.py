@@ -19,11 +19,11 @@ evaluate` (`score_fold`) both use it.
 import numpy as np
 import tensorflow as tf
 
+from smcn_tf.contract.signatures import MODALITIES
 from smcn_tf.model import metrics
 from smcn_tf.records import pipeline
 
 
-MODALITIES = ("audio", "text")
 MISSING_ROUTES = ("head", "zeros")
 
 

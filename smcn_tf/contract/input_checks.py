@@ -46,13 +46,13 @@ from smcn_tf.features import MIN_SECONDS_DEFAULT
 from smcn_tf.contract.errors import invalid_argument
 from smcn_tf.contract.signatures import (
     FEATURE_INPUTS,
+    MODALITIES,
     FEATURES_SIGNATURE,
     RAW_INPUTS,
     RAW_SIGNATURE,
     input_ranks,
 )
 
-MODALITIES = ("audio", "text")
 BOTH = "both"
 EMPTY_BATCH_MESSAGE = "empty batch: send at least one row"
 # Audio shorter than this is treated as missing: too short to carry emotion.

@@ -30,6 +30,8 @@ No TensorFlow at import: `signature_specs` imports it when called, so the
 clients and `smcn serve` read the names cheaply.
 """
 
+# The two modalities, in the order every branch, input and output uses them.
+MODALITIES = ("audio", "text")
 RAW_SIGNATURE = "serving_default"
 FEATURES_SIGNATURE = "features"
 

@@ -36,6 +36,7 @@ import keras
 import tensorflow as tf
 from keras import ops
 
+from smcn_tf.contract.signatures import MODALITIES
 from smcn_tf.model.layers import AttentionPooling, Fusion, LengthMask, SpecAugment
 # Importing the metrics also registers them, for `load_model` of compiled models.
 from smcn_tf.model.metrics import emotion_metrics
@@ -43,7 +44,6 @@ from smcn_tf.model.normalization import AUDIO_NORMALIZATIONS, AudioNormalization
 from smcn_tf.model.normalization import adapt_audio_normalization  # noqa: F401  (re-exported)
 from smcn_tf.model.recurrent import FusedBidirectionalGRU
 
-MODALITIES = ("audio", "text")
 RECURRENT_CORES = ("fused", "keras")
 # attention: the paper's pooling (eq. 4-6); statistics: attentive statistics
 # pooling (weighted mean and standard deviation).

@@ -12,10 +12,10 @@ import os
 import keras
 import numpy as np
 
+from smcn_tf.contract.signatures import MODALITIES
 from smcn_tf.training.figures import attention_figure
 from smcn_tf.training.summaries import ATTENTION_TAG_PREFIX, file_writer, image_summary
 
-MODALITIES = ("audio", "text")
 # Attention kinds, in drawing order: layer `<modality>_<kind>_attention`.
 ATTENTION_KINDS = ("intra", "calibration", "interaction")
 
