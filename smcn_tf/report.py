@@ -18,7 +18,7 @@ import os
 
 import numpy as np
 
-from smcn_tf.features.text import DEFAULT_CHECKPOINT_PACKAGE
+from smcn_tf.features.text import DEFAULT_CHECKPOINT_PACKAGE, text_encoder_name  # noqa: F401
 from smcn_tf.io_utils import read_json
 
 # Table 1 (IEMOCAP, %), Table 2 (MELD, %), Table 3 (ablations, %) of the paper.
@@ -60,26 +60,6 @@ _PAPER_TEXT_CONFIG = {
     "model_type": "bert", "hidden_size": 768, "num_hidden_layers": 12,
     "num_attention_heads": 12, "vocab_size": 30522,
 }
-
-
-def text_encoder_name(text_encoder):
-    """A short name for a run's `text_encoder` (a checkpoint directory or None).
-
-    None and the installed default package read "all-MiniLM-L6-v2"; a
-    Hugging Face cache snapshot reads "org/name"; otherwise the directory's
-    name (its parent's for a `model/` or `checkpoint/` folder).
-    """
-    if not text_encoder:
-        return "all-MiniLM-L6-v2"
-    parts = [part for part in os.path.normpath(str(text_encoder)).split(os.sep) if part]
-    if DEFAULT_CHECKPOINT_PACKAGE in parts:
-        return "all-MiniLM-L6-v2"
-    for part in reversed(parts):
-        if part.startswith("models--"):  # ~/.cache/huggingface/hub/models--org--name/...
-            return part[len("models--"):].replace("--", "/")
-    if len(parts) >= 2 and parts[-1] in ("model", "checkpoint"):
-        return parts[-2]
-    return parts[-1] if parts else str(text_encoder)
 
 
 def is_paper_text_encoder(text_encoder, text_dim):

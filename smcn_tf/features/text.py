@@ -29,6 +29,26 @@ _INSTALL_HINT = (
 SPECIAL_TOKENS = ("[CLS]", "[SEP]", "[PAD]", "[UNK]", "[MASK]")
 
 
+def text_encoder_name(text_encoder):
+    """A short name for a run's `text_encoder` (a checkpoint directory or None).
+
+    None and the installed default package read "all-MiniLM-L6-v2"; a
+    Hugging Face cache snapshot reads "org/name"; otherwise the directory's
+    name (its parent's for a `model/` or `checkpoint/` folder).
+    """
+    if not text_encoder:
+        return "all-MiniLM-L6-v2"
+    parts = [part for part in os.path.normpath(str(text_encoder)).split(os.sep) if part]
+    if DEFAULT_CHECKPOINT_PACKAGE in parts:
+        return "all-MiniLM-L6-v2"
+    for part in reversed(parts):
+        if part.startswith("models--"):  # ~/.cache/huggingface/hub/models--org--name/...
+            return part[len("models--"):].replace("--", "/")
+    if len(parts) >= 2 and parts[-1] in ("model", "checkpoint"):
+        return parts[-2]
+    return parts[-1] if parts else str(text_encoder)
+
+
 def default_checkpoint_dir():
     """Returns the directory of the installed all-MiniLM-L6-v2 checkpoint.
 

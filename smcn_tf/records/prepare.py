@@ -178,7 +178,11 @@ def _audio_layer_settings(audio_layer):
     return jsonable(config)
 
 
-def _text_encoder_name(text_encoder):
+def _text_encoder_source(text_encoder):
+    """What manifest.json records as `text_encoder`: the checkpoint directory.
+
+    A path, not a display name (`features.text.text_encoder_name` makes one).
+    """
     checkpoint_dir = getattr(text_encoder, "checkpoint_dir", None)
     return str(checkpoint_dir) if checkpoint_dir else type(text_encoder).__name__
 
@@ -782,7 +786,7 @@ def _feature_settings(class_names, sample_rate, audio_layer, text_encoder, max_s
         "class_names": class_names,
         "sample_rate": sample_rate,
         "audio_layer": _audio_layer_settings(audio_layer),
-        "text_encoder": _text_encoder_name(text_encoder),
+        "text_encoder": _text_encoder_source(text_encoder),
         "text_encoder_type": type(text_encoder).__name__,
         "max_tokens": getattr(text_encoder, "max_tokens", None),
         "text_dim": getattr(text_encoder, "dim", None),

@@ -101,6 +101,7 @@ from tensorboard.plugins.hparams import api as hp
 from tensorboard.plugins.hparams import plugin_data_pb2
 
 from smcn_tf.config import MIXED_PRECISION
+from smcn_tf.features.text import text_encoder_name
 from smcn_tf.model.layers import Fusion
 from smcn_tf.model.smcn import VARIANTS
 from smcn_tf.training.attention_views import (  # noqa: F401 (re-exported)
@@ -165,15 +166,6 @@ from smcn_tf.training.summaries import (  # noqa: F401 (re-exported)
 
 # --------------------------------------------------------------------------
 # HParams
-
-
-def _text_encoder_name(path):
-    if not path:
-        return "all-MiniLM-L6-v2 (default)"
-    parts = [part for part in os.path.normpath(str(path)).split(os.sep) if part]
-    if len(parts) >= 2 and parts[-1] in ("model", "checkpoint"):
-        return f"{parts[-2]}/{parts[-1]}"
-    return parts[-1] if parts else str(path)
 
 
 # Hyper-parameters that tell the runs of an experiment apart: marked as
@@ -256,7 +248,7 @@ def hparam_values(config, fold):
         "fold": str(fold),
         "seed": int(training.seed),
         "corpus": str(features.corpus),
-        "text_encoder": _text_encoder_name(features.text_encoder),
+        "text_encoder": text_encoder_name(features.text_encoder),
         "pooling": int(features.pooling),
         "max_frames": int(features.max_frames),
         "max_tokens": int(features.max_tokens),

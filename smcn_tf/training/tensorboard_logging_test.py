@@ -36,7 +36,7 @@ def test_hparams_sessions_form_one_experiment(tmp_path):
     assert start.hparams["learning_rate"].number_value == pytest.approx(1e-4)
     assert start.hparams["stop_gradient_target"].bool_value is True
     assert start.hparams["audio_normalization"].string_value == "none"
-    assert start.hparams["text_encoder"].string_value == "all-MiniLM-L6-v2 (default)"
+    assert start.hparams["text_encoder"].string_value == "all-MiniLM-L6-v2"
     assert values["attention_units"] == 256
     experiment = hparams_metadata.parse_experiment_plugin_data(
         contents[hparams_metadata.EXPERIMENT_TAG]
