@@ -7,10 +7,15 @@ it writes itself), runs `--clients` gRPC clients and `--clients` REST clients
 at once, each sending `--requests` requests, and during the run
 (`--swap-at`, a quarter of the requests by default) renames a new version into
 the served base path, which the server loads and switches to without a
-restart while the requests go on. Then prints, per transport, the requests answered, the
-errors (grouped by message), p50 / p99 / max latency, the versions that
-answered, how long the swap took, and the server's resident memory (RSS)
-before, after and at its peak.
+restart while the requests go on. The load goes on until version 2 is
+AVAILABLE: a client that has sent its requests before then keeps sending
+until one of its requests began after it (so the new version answers some
+of the load). Then prints, per transport, the requests answered, the errors
+(grouped by message), p50 / p99 / max latency, the share of requests each
+version answered (from the server's `/monitoring/prometheus/metrics`, since
+a REST answer does not name its version), the time from writing version 2
+to its AVAILABLE status, and the server's resident memory (RSS) before,
+after and at its peak.
 
 Everything is bounded: `--clients` and `--requests` are capped, each request
 has a timeout, and the whole run stops at `--max-seconds` (requests not sent
@@ -24,7 +29,8 @@ Usage:
     python scripts/load_test.py --model-base-path work/demo/export/smcn --clients 4 --requests 50
     python scripts/load_test.py --clients 2 --requests 5 --json   # machine-readable summary
 
-Exit status: 0 when every request was answered OK, 1 otherwise.
+Exit status: 0 when every request was answered OK (and, with a swap, the
+new version answered at least one), 1 otherwise.
 """
 
 import argparse
@@ -287,6 +293,140 @@ class Rest:
         self.connection.close()
 
 
+class Swap:
+    """Writes version 2 mid-run and watches for it to be AVAILABLE, while the load goes on.
+
+    `over` is set once version 2 is AVAILABLE (or the run's deadline passed):
+    from then on every request goes to it, and a client that has sent its
+    requests stops after one more that began after it (see `run_clients`).
+    """
+
+    def __init__(self, write_version, rest_port, enabled):
+        self.write_version, self.rest_port, self.enabled = write_version, rest_port, enabled
+        self.due = threading.Event()
+        self.over = threading.Event()
+        if not enabled:
+            self.over.set()
+        self.report = None
+
+    def run(self, deadline, done):
+        """Waits for `due`, writes version 2, polls its status until AVAILABLE."""
+        if not self.enabled:
+            return
+        try:
+            self.due.wait(timeout=max(0.0, deadline - time.monotonic()))
+            written = time.monotonic()
+            self.write_version()
+            at_request = done[0]
+            available = False
+            while time.monotonic() < deadline and not available:
+                rows = model_status(self.rest_port).get("model_version_status", [])
+                available = any(
+                    row["version"] == "2" and row["state"] == "AVAILABLE" for row in rows
+                )
+                if not available:
+                    time.sleep(0.05)
+            self.report = {
+                "at_request": at_request,
+                "available_at_request": done[0] if available else None,
+                "seconds_to_available": (
+                    round(time.monotonic() - written, 3) if available else None
+                ),
+            }
+        finally:
+            self.over.set()
+
+
+def run_clients(transports, requests, swap, swap_at, deadline):
+    """Runs every transport in its own thread; returns `{transport: [(seconds, error, version)]}`.
+
+    Each client sends `requests` requests, and, while version 2 is not yet
+    AVAILABLE, goes on until it has sent one that began after it was (so
+    the new version answers some of the load). `swap.due` is set once
+    `swap_at` of the requests are done.
+    """
+    lock = threading.Lock()
+    done = [0]
+    total = len(transports) * requests
+    records = collections.defaultdict(list)
+    start_line = threading.Barrier(len(transports) + 1)
+
+    def client(transport):
+        start_line.wait()
+        sent, after_swap = 0, 0
+        while time.monotonic() <= deadline and (sent < requests or not after_swap):
+            over = swap.over.is_set()
+            began = time.perf_counter()
+            error, version = transport()
+            elapsed = time.perf_counter() - began
+            sent, after_swap = sent + 1, after_swap + over
+            with lock:
+                records[transport.name].append((elapsed, error, version))
+                done[0] += 1
+                if done[0] >= swap_at * total:
+                    swap.due.set()
+
+    threads = [threading.Thread(target=client, args=(t,), daemon=True) for t in transports]
+    for thread in threads:
+        thread.start()
+    began = time.monotonic()
+    start_line.wait()
+    swap.run(deadline, done)
+    for thread in threads:
+        thread.join(timeout=max(1.0, deadline - time.monotonic() + 120))
+    return records, time.monotonic() - began
+
+
+def answered_versions(rest_port):
+    """`{transport: {version: requests answered OK}}` from the server's metrics, or `None`.
+
+    REST answers do not name the version; the server's
+    `:tensorflow:serving:request_count` does, for both transports.
+    """
+    from prometheus_client.parser import text_string_to_metric_families
+
+    try:
+        connection = http.client.HTTPConnection(HOST, rest_port, timeout=30)
+        connection.request("GET", "/monitoring/prometheus/metrics")
+        text = connection.getresponse().read().decode()
+        connection.close()
+    except (OSError, http.client.HTTPException):
+        return None
+    versions = {"grpc": collections.Counter(), "rest": collections.Counter()}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            labels = sample.labels
+            if (sample.name.endswith("request_count_total") and labels.get("API") == "Predict"
+                    and labels.get("status") == "OK" and labels.get("version")):
+                versions[labels["entrypoint"].lower()][labels["version"]] += int(sample.value)
+    return versions
+
+
+def transport_summary(rows, clients, requests, server_versions):
+    """The summary row of one transport."""
+    latencies = np.array([seconds for seconds, error, _ in rows if error is None]) * 1e3
+    errors = collections.Counter(error for _, error, _ in rows if error is not None)
+    if server_versions is None:  # no metrics: what gRPC answers say (REST says nothing)
+        server_versions = collections.Counter(
+            version for _, error, version in rows if error is None and version
+        )
+    answered = sum(server_versions.values())
+    return {
+        "sent": len(rows),
+        "not_sent": max(0, clients * requests - len(rows)),
+        "ok": int(latencies.size),
+        "errors": sum(errors.values()),
+        "error_messages": dict(errors.most_common(5)),
+        "p50_ms": round(float(np.percentile(latencies, 50)), 2) if latencies.size else None,
+        "p99_ms": round(float(np.percentile(latencies, 99)), 2) if latencies.size else None,
+        "max_ms": round(float(latencies.max()), 2) if latencies.size else None,
+        "versions": {str(k): v for k, v in sorted(server_versions.items())},
+        "version_shares": {
+            str(k): round(v / answered, 4) for k, v in sorted(server_versions.items())
+        } if answered else {},
+    }
+
+
 def run_load_test(
     model_base_path=None, clients=4, requests=25, batch_size=1, audio_seconds=1.0,
     max_seconds=300.0, request_timeout=60.0, swap=True, in_process=False, swap_at=0.25,
@@ -307,83 +447,28 @@ def run_load_test(
         transports += [Rest(server.rest_port, request_timeout) for _ in range(clients)]
         for transport in transports:
             transport.prepare(inputs)
-        total = len(transports) * requests
-        lock = threading.Lock()
-        done = [0]
-        swap_time = threading.Event()
-        records = collections.defaultdict(list)  # transport -> [(seconds, error, version)]
+        watch = Swap(write_version, server.rest_port, swap)
         deadline = time.monotonic() + max_seconds
-        start_line = threading.Barrier(len(transports) + 1)
-
-        def client(transport):
-            start_line.wait()
-            for _ in range(requests):
-                if time.monotonic() > deadline:
-                    break
-                began = time.perf_counter()
-                error, version = transport()
-                elapsed = time.perf_counter() - began
-                with lock:
-                    records[transport.name].append((elapsed, error, version))
-                    done[0] += 1
-                    if done[0] >= swap_at * total:
-                        swap_time.set()
-
-        threads = [threading.Thread(target=client, args=(t,), daemon=True) for t in transports]
-        for thread in threads:
-            thread.start()
-        began = time.monotonic()
-        start_line.wait()
-        swap_report = None
-        if swap:
-            swap_time.wait(timeout=max(0.0, deadline - time.monotonic()))
-            swap_began = time.monotonic()
-            write_version()
-            swapped_at = done[0]
-            available = False
-            while time.monotonic() < deadline:
-                rows = model_status(server.rest_port).get("model_version_status", [])
-                if any(row["version"] == "2" and row["state"] == "AVAILABLE" for row in rows):
-                    available = True
-                    break
-                time.sleep(0.05)
-            swap_report = {
-                "at_request": swapped_at, "available_at_request": done[0] if available else None,
-                "seconds_to_available": (
-                    round(time.monotonic() - swap_began, 3) if available else None
-                ),
-            }
-        for thread in threads:
-            thread.join(timeout=max(1.0, deadline - time.monotonic() + request_timeout))
-        wall = time.monotonic() - began
+        records, wall = run_clients(transports, requests, watch, swap_at, deadline)
         rss_end, rss_peak = rss_bytes(server.pid)
         for transport in transports:
             transport.close()
+        versions = answered_versions(server.rest_port) or {}
         summary = {
             "served": served, "clients_per_transport": clients,
             "requests_per_client": requests, "batch_size": batch_size,
-            "wall_seconds": round(wall, 3), "swap": swap_report,
+            "wall_seconds": round(wall, 3), "swap": watch.report,
             "server_rss_bytes": {"start": rss_start, "end": rss_end, "peak": rss_peak},
             "in_process": bool(in_process), "transports": {},
         }
         for name in ("grpc", "rest"):
-            rows = records.get(name, [])
-            latencies = np.array([seconds for seconds, error, _ in rows if error is None]) * 1e3
-            errors = collections.Counter(error for _, error, _ in rows if error is not None)
-            versions = collections.Counter(
-                version for _, error, version in rows if error is None and version
+            summary["transports"][name] = transport_summary(
+                records.get(name, []), clients, requests, versions.get(name)
             )
-            summary["transports"][name] = {
-                "sent": len(rows),
-                "not_sent": clients * requests - len(rows),
-                "ok": int(latencies.size),
-                "errors": sum(errors.values()),
-                "error_messages": dict(errors.most_common(5)),
-                "p50_ms": round(float(np.percentile(latencies, 50)), 2) if latencies.size else None,
-                "p99_ms": round(float(np.percentile(latencies, 99)), 2) if latencies.size else None,
-                "max_ms": round(float(latencies.max()), 2) if latencies.size else None,
-                "versions": {str(k): v for k, v in sorted(versions.items())},
-            }
+        if watch.report is not None:
+            watch.report["answered_by_new_version"] = sum(
+                row["versions"].get("2", 0) for row in summary["transports"].values()
+            )
         return summary
     finally:
         if server is not None:
@@ -406,7 +491,10 @@ def print_summary(summary):
         def cell(value):
             return "-" if value is None else f"{value:.1f}"
 
-        versions = ", ".join(f"v{k}: {v}" for k, v in row["versions"].items()) or "-"
+        versions = ", ".join(
+            f"v{k}: {v} ({100 * row['version_shares'][k]:.0f} %)"
+            for k, v in row["versions"].items()
+        ) or "-"
         print(f"{name:<10}{row['sent']:>7}{row['ok']:>7}{row['errors']:>8}{cell(row['p50_ms']):>10}"
               f"{cell(row['p99_ms']):>10}{cell(row['max_ms']):>10}  {versions}")
         for message, count in row["error_messages"].items():
@@ -417,8 +505,9 @@ def print_summary(summary):
     if swap:
         seconds = swap["seconds_to_available"]
         print(f"Version 2 written after {swap['at_request']} requests; "
-              + (f"available {seconds:.2f} s later (after {swap['available_at_request']} "
-                 "requests)" if seconds is not None else "not available before the deadline"))
+              + (f"AVAILABLE {seconds:.2f} s later (after {swap['available_at_request']} "
+                 "requests)" if seconds is not None else "not AVAILABLE before the deadline")
+              + f"; it answered {swap['answered_by_new_version']} request(s)")
     rss = summary["server_rss_bytes"]
     print(f"Server RSS: {_megabytes(rss['start'])} at start, {_megabytes(rss['end'])} at end, "
           f"{_megabytes(rss['peak'])} peak")
@@ -436,6 +525,9 @@ def main(argv=None):
     else:
         print_summary(summary)
     failed = any(row["errors"] or row["not_sent"] for row in summary["transports"].values())
+    if summary["swap"] is not None and not summary["swap"]["answered_by_new_version"]:
+        print("load test: error: no request was answered by the new version", file=sys.stderr)
+        failed = True
     return 1 if failed else 0
 
 

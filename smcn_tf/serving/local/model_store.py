@@ -31,6 +31,7 @@ import collections
 import logging
 import os
 import threading
+import time
 
 import numpy as np
 import tensorflow as tf
@@ -503,44 +504,59 @@ class ModelStore:
         on_disk = list_versions(self.base_path)
         wanted = on_disk[-self.num_versions:]
         servables = dict(self._servables)
+        # States that change with the served set: written once it is published, so
+        # a status of AVAILABLE always means requests already go to that version.
+        published = {}
         for version in reversed(wanted):
             if version in servables:
                 continue
-            path = os.path.join(self.base_path, str(version))
-            fingerprint = _directory_fingerprint(path)
-            if self._failed.get(version) == fingerprint:
-                continue  # failed before and unchanged since: do not retry every poll
-            self._states[version] = ("LOADING", "OK", "")
-            try:
-                servable = ServableVersion(self.model_name, version, path, self.limits)
-                if self.warmup:
-                    replay_warmup_requests(servable)
-            except Exception as error:  # any load failure must not stop the server
-                self._failed[version] = fingerprint
-                message = f"Loading {path} failed: {type(error).__name__}: {error}"
-                self._states[version] = ("END", "UNKNOWN", message)
-                logger.error("%s", message)
-                events.append(("failed", version))
-                continue
-            self._failed.pop(version, None)
-            self._signature_names = self._signature_names | frozenset(servable.functions)
-            servables[version] = servable
-            self._states[version] = ("AVAILABLE", "OK", "")
-            logger.info("Loaded %s version %d from %s", self.model_name, version, path)
-            events.append(("loaded", version))
+            servable = self._load(version, events)
+            if servable is not None:
+                servables[version] = servable
+                published[version] = ("AVAILABLE", "OK", "")
         # Keep the newest `num_versions` loaded versions still on disk; an older one
         # stays until a newer one is available, so the model never goes dark.
         keep = sorted(v for v in servables if v in on_disk)[-self.num_versions:]
         for version in sorted(servables):
             if version not in keep:
                 del servables[version]
-                self._states[version] = ("END", "OK", "")
+                published[version] = ("END", "OK", "")
                 logger.info("Unloaded %s version %d", self.model_name, version)
                 events.append(("unloaded", version))
         with self._changed:
             self._servables = servables
+            self._states.update(published)
             self._changed.notify_all()
         return events
+
+    def _load(self, version, events):
+        """Loads (and warms up) one version; `None` when it fails or failed unchanged before."""
+        path = os.path.join(self.base_path, str(version))
+        fingerprint = _directory_fingerprint(path)
+        if self._failed.get(version) == fingerprint:
+            return None  # failed before and unchanged since: do not retry every poll
+        self._states[version] = ("LOADING", "OK", "")
+        began = time.monotonic()
+        try:
+            servable = ServableVersion(self.model_name, version, path, self.limits)
+            loaded = time.monotonic()
+            if self.warmup:
+                replay_warmup_requests(servable)
+        except Exception as error:  # any load failure must not stop the server
+            self._failed[version] = fingerprint
+            message = f"Loading {path} failed: {type(error).__name__}: {error}"
+            self._states[version] = ("END", "UNKNOWN", message)
+            logger.error("%s", message)
+            events.append(("failed", version))
+            return None
+        self._failed.pop(version, None)
+        self._signature_names = self._signature_names | frozenset(servable.functions)
+        logger.info(
+            "Loaded %s version %d from %s in %.2f s (warmup %.2f s)", self.model_name,
+            version, path, time.monotonic() - began, time.monotonic() - loaded,
+        )
+        events.append(("loaded", version))
+        return servable
 
     def start_polling(self, poll_seconds):
         """Refreshes from disk every `poll_seconds` in a daemon thread."""
