@@ -605,52 +605,74 @@ class SMCNClient:
     def predict_batch(self, items):
         """Predicts a batch of `(audio, text)` pairs in one request.
 
+        To score a whole manifest of clips (parallel decoding, batches by
+        length, bounded requests in flight, a resumable output file), see
+        `smcn_tf.serving.batch.predict_manifest`.
+
         Returns:
             A list of `Prediction`, in input order.
         """
         inputs, token_lists = self.make_inputs(items)
         outputs, version = self.predict_raw(inputs)
+        return self.read_predictions(inputs, token_lists, outputs, version)
+
+    def read_predictions(self, inputs, token_lists, outputs, version):
+        """The `Prediction`s of one answer of the model.
+
+        Args:
+            inputs: the inputs sent (from `make_inputs`).
+            token_lists: the token ids of each row (from `make_inputs`).
+            outputs: output name -> numpy array, as `predict_raw` returns them.
+            version: the version that answered, or `None`.
+
+        Returns:
+            A list of `Prediction`, one per row.
+
+        Raises:
+            ServingError: the answer is not an SMCN's.
+        """
         missing = {"probabilities", "class_id", "class_name"} - set(outputs)
         if missing:
             raise ServingError(
                 "FAILED_PRECONDITION",
                 f"The model's answer lacks {sorted(missing)}: is it an SMCN export?",
             )
-        predictions = []
         padded_frames = None
         if "audio_attention" in outputs:
             padded_frames = np.asarray(outputs["audio_attention"]).shape[1]
-        for row, ids in enumerate(token_lists):
-            name = outputs["class_name"][row]
-            name = name.decode("utf-8") if isinstance(name, bytes) else str(name)
-            modality = None
-            if "modality" in outputs:
-                modality = outputs["modality"][row]
-                modality = modality.decode("utf-8") if isinstance(modality, bytes) else str(
-                    modality
-                )
-            audio_attention, text_attention = [], []
-            if "audio_attention" in outputs and modality != "text":
-                frames = self._valid_frames(int(inputs["waveform_length"][row]))
-                if frames is None and len(token_lists) == 1:
-                    frames = padded_frames  # a lone clip is not padded
-                audio_attention = [float(v) for v in outputs["audio_attention"][row][:frames]]
-            if "text_attention" in outputs and modality != "audio":
-                text_attention = [float(v) for v in outputs["text_attention"][row][: len(ids)]]
-            predictions.append(
-                Prediction(
-                    class_name=name,
-                    class_id=int(outputs["class_id"][row]),
-                    probabilities=[float(v) for v in outputs["probabilities"][row]],
-                    class_names=list(self.class_names) if self.class_names else None,
-                    tokens=self.tokenizer.convert_ids_to_tokens(list(ids)),
-                    text_attention=text_attention,
-                    audio_attention=audio_attention,
-                    model_version=int(version) if version else None,
-                    modality=modality,
-                )
-            )
-        return predictions
+        return [
+            self._read_row(inputs, outputs, version, row, ids, padded_frames)
+            for row, ids in enumerate(token_lists)
+        ]
+
+    def _read_row(self, inputs, outputs, version, row, ids, padded_frames):
+        """The `Prediction` of one row of an answer."""
+        name = _text(outputs["class_name"][row])
+        modality = _text(outputs["modality"][row]) if "modality" in outputs else None
+        audio_attention, text_attention = [], []
+        if "audio_attention" in outputs and modality != "text":
+            frames = self._valid_frames(int(inputs["waveform_length"][row]))
+            if frames is None and len(inputs["waveform_length"]) == 1:
+                frames = padded_frames  # a lone clip is not padded
+            audio_attention = [float(v) for v in outputs["audio_attention"][row][:frames]]
+        if "text_attention" in outputs and modality != "audio":
+            text_attention = [float(v) for v in outputs["text_attention"][row][: len(ids)]]
+        return Prediction(
+            class_name=name,
+            class_id=int(outputs["class_id"][row]),
+            probabilities=[float(v) for v in outputs["probabilities"][row]],
+            class_names=list(self.class_names) if self.class_names else None,
+            tokens=self.tokenizer.convert_ids_to_tokens(list(ids)),
+            text_attention=text_attention,
+            audio_attention=audio_attention,
+            model_version=int(version) if version else None,
+            modality=modality,
+        )
+
+
+def _text(value):
+    """A string output's value as `str` (numpy bytes are UTF-8)."""
+    return value.decode("utf-8") if isinstance(value, bytes) else str(value)
 
 
 def _grpc_error(error, target):

@@ -38,6 +38,8 @@ Examples:
   smcn predict --audio clip.wav --text "leave me alone" --grpc localhost:8500
   smcn predict --audio clip.wav --text "leave me alone" --rest http://localhost:8501 --json
   smcn predict --text "leave me alone" --model-dir export/smcn      # text only
+  smcn predict --manifest calls.csv --out predictions.csv --model-dir export/smcn
+  smcn predict --manifest calls.csv --out predictions.jsonl --grpc localhost:8500 --resume
 """
 
 
@@ -157,9 +159,14 @@ def _add_predict_parser(subparsers):
         "--class-names", help="Comma-separated class names, for remote models (optional)."
     )
     predict.add_argument(
-        "--top-tokens", type=int, default=5, help="How many attended tokens to show (default 5)."
+        "--top-tokens", type=int,
+        help="How many attended tokens to show (default 5; with --manifest, none unless given).",
     )
     predict.add_argument("--json", action="store_true", help="Print the prediction as JSON.")
+    # Imported here: the manifest options live beside the batch code (no TensorFlow).
+    from smcn_tf.serving import batch
+
+    batch.add_arguments(predict)
     predict.set_defaults(handler=command_predict)
 
 
@@ -251,9 +258,11 @@ def command_predict(args):
     """Runs `smcn predict`; returns the exit code (1 when the server refuses)."""
     # When the command runs, not at the top: see `command_serve`.
     from smcn_tf.contract.errors import ServingError
+    from smcn_tf.serving import batch
     from smcn_tf.serving.client import SMCNClient
 
-    if not args.audio and not (args.text or "").strip():
+    batch.check_arguments(args)
+    if args.manifest is None and not args.audio and not (args.text or "").strip():
         raise ValueError("give --audio, --text or both (the model needs at least one).")
     if args.audio and not os.path.exists(args.audio):
         raise ValueError(f"no such file: {args.audio}")
@@ -278,6 +287,8 @@ def command_predict(args):
     }[client.transport]
     try:
         with client:
+            if args.manifest is not None:
+                return batch.command_predict_manifest(args, client)
             prediction = client.predict(args.audio or None, args.text or "")
     except ServingError as error:
         print(f"smcn predict: error: {error}", file=sys.stderr)
@@ -285,7 +296,8 @@ def command_predict(args):
     if args.json:
         print(json.dumps(prediction.to_dict(), indent=2))
     else:
-        print(_format_prediction(prediction, transport, args.top_tokens))
+        top_tokens = 5 if args.top_tokens is None else args.top_tokens
+        print(_format_prediction(prediction, transport, top_tokens))
     return 0
 
 
