@@ -579,7 +579,7 @@ def _score_and_log(run, model, results):
     held_out.log_held_out_views(
         run.board_dir, predictions, scores, class_names, run.epochs,
         token_strings_or_none=records.read_token_strings(
-            run.records_dir, predictions.attention_ids
+            run.records_dir, predictions.attention_ids, manifest=run.manifest
         ),
     )
     board.log_hparams(run.board_dir, run.config, scores)

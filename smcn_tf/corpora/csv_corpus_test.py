@@ -324,10 +324,10 @@ def test_prepare_csv_end_to_end(tmp_path):
         "label fru (not one of the classes)": 1,
         "missing audio file": 1,
     }
-    manifest_json = records.read_manifest(out_dir)
-    assert manifest_json["class_names"] == ["neu", "hap", "ang", "sad"]
-    assert manifest_json["groups"] == ["alice", "bob"]  # what evaluation.folds names
-    assert manifest_json["counts"] == {
+    records_manifest = records.read_manifest(out_dir)
+    assert records_manifest.class_names == ("neu", "hap", "ang", "sad")
+    assert records_manifest.groups == ("alice", "bob")  # what evaluation.folds names
+    assert records_manifest.counts == {
         "alice": {"neu": 1, "hap": 0, "ang": 1, "sad": 0},
         "bob": {"neu": 0, "hap": 1, "ang": 0, "sad": 1},
     }
@@ -512,7 +512,7 @@ def test_cli_prepare_csv(tmp_path, monkeypatch, capsys):
     out = capsys.readouterr().out
     assert "counts of 'csv' vs no published counts (a CSV manifest)" in out
     assert "Skipped 2 of 6 utterances" in out
-    assert records.read_manifest(out_dir)["groups"] == ["alice", "bob"]
+    assert records.read_manifest(out_dir).groups == ("alice", "bob")
 
     # The corpus from the config's features.corpus.
     config = tmp_path / "mine.yaml"
@@ -521,9 +521,9 @@ def test_cli_prepare_csv(tmp_path, monkeypatch, capsys):
         "prepare", "--manifest", str(manifest), "--out", str(tmp_path / "from_config"),
         "--config", str(config), "--quiet",
     ]) == 0
-    assert records.read_manifest(tmp_path / "from_config")["class_names"] == [
+    assert records.read_manifest(tmp_path / "from_config").class_names == (
         "neu", "exc", "ang", "sad", "fru"
-    ]
+    )
     capsys.readouterr()
 
     for arguments, message in [

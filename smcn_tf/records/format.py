@@ -345,6 +345,13 @@ def validate_manifest(manifest, path=MANIFEST_FILENAME, records_dir=None):
     """
     if isinstance(manifest, Manifest):
         manifest = manifest.to_json()
+    _check_manifest_fields(manifest, path)
+    _check_manifest_shards(manifest, path, records_dir)
+    _check_manifest_counts(manifest, path)
+
+
+def _check_manifest_fields(manifest, path):
+    """The JSON object's keys, their types, the format version, the name lists."""
     if not isinstance(manifest, dict):
         raise _manifest_error(path, f"expected a JSON object, got {type(manifest).__name__}.")
     missing = [key for key in REQUIRED_MANIFEST_KEYS if key not in manifest]
@@ -373,6 +380,10 @@ def validate_manifest(manifest, path=MANIFEST_FILENAME, records_dir=None):
         raise _manifest_error(path, "field 'class_names' must be a list of strings.")
     if not all(isinstance(name, str) for name in manifest["groups"]):
         raise _manifest_error(path, "field 'groups' must be a list of strings.")
+
+
+def _check_manifest_shards(manifest, path, records_dir):
+    """Each shard entry (and its file, given `records_dir`); their counts' sum."""
     total = 0
     for position, shard in enumerate(manifest["shards"]):
         field = f"shards[{position}]"
@@ -400,6 +411,10 @@ def validate_manifest(manifest, path=MANIFEST_FILENAME, records_dir=None):
             f"field 'num_examples' is {manifest['num_examples']}, but the shard counts "
             f"add up to {total}.",
         )
+
+
+def _check_manifest_counts(manifest, path):
+    """The per-group class counts: counts >= 0 that add up to `num_examples`."""
     for group, by_class in manifest["counts"].items():
         if not isinstance(by_class, dict) or not all(
             isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in by_class.values()
@@ -448,9 +463,6 @@ class Manifest:
         format_version: the records format, `FORMAT_VERSION`.
         extra: keys this version does not know, kept when written back.
         source: where the manifest came from, named in errors (not compared).
-
-    Item access (`manifest["groups"]`, `get`, `in`) gives the JSON values, for
-    code not yet migrated to the attributes.
 
     Example:
 
@@ -549,20 +561,6 @@ class Manifest:
             for name in self.class_names
         ]
 
-    # Dict-style access, for callers not yet migrated to the attributes.
-    def __getitem__(self, key):
-        values = self._json_fields()
-        if key not in values:
-            raise KeyError(key)
-        return _json_value(values[key])
-
-    def get(self, key, default=None):
-        """`manifest[key]`, or `default` when the manifest has no such key."""
-        return self[key] if key in self else default
-
-    def __contains__(self, key):
-        return key in self._json_fields()
-
 
 def write_manifest(out_dir, manifest):
     """Validates `manifest` and writes it to `out_dir/manifest.json`, atomically.
@@ -587,7 +585,7 @@ def write_manifest(out_dir, manifest):
     return path
 
 
-def read_token_strings(records_dir, utterance_ids):
+def read_token_strings(records_dir, utterance_ids, manifest=None):
     """The token strings `smcn prepare` kept for these utterances, or None.
 
     They are in the shard sidecars (`"tokens"`, aligned with
@@ -596,6 +594,8 @@ def read_token_strings(records_dir, utterance_ids):
     Args:
         records_dir: a records directory.
         utterance_ids: the utterances wanted.
+        manifest: `records_dir`'s `Manifest`, if the caller has read it
+            (None: read it now).
 
     Returns:
         A list of token-string lists in the order of `utterance_ids` (None for
@@ -603,7 +603,9 @@ def read_token_strings(records_dir, utterance_ids):
     """
     wanted = set(utterance_ids)
     found = {}
-    for shard in read_manifest(records_dir).shards:
+    if manifest is None:
+        manifest = read_manifest(records_dir)
+    for shard in manifest.shards:
         path = os.path.join(os.fspath(records_dir), shard["file"] + ".json")
         if not wanted - set(found) or not os.path.isfile(path):
             continue

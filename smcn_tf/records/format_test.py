@@ -202,18 +202,18 @@ def test_manifest_is_typed_and_round_trips(tmp_path):
     features = manifest.features
     assert (features.sample_rate, features.pooling, features.max_tokens) == (8000, 5, 150)
     assert features.class_names == manifest.class_names and features.corpus == "demo"
-    # Item access, for callers not yet migrated, gives the JSON values.
-    assert manifest["class_names"] == _manifest()["class_names"]
-    assert "counts" in manifest and manifest.get("missing", 3) == 3
-    with pytest.raises(KeyError):
-        manifest["missing"]
+    # No dict-style access: the fields are attributes.
+    with pytest.raises(TypeError):
+        manifest["class_names"]
+    assert not hasattr(manifest, "get")
 
 
 def test_manifest_checks_on_construction():
     values = _manifest()
     values.pop("format_version")
     manifest = records.Manifest(**values)
-    assert manifest.format_version == records.FORMAT_VERSION and "sample_rate" not in manifest
+    assert manifest.format_version == records.FORMAT_VERSION
+    assert manifest.sample_rate is None and "sample_rate" not in manifest.to_json()
     assert manifest.features.sample_rate == 16000  # older manifests: the default
     with pytest.raises(ValueError, match=r"prepared/manifest.json: .*'num_examples'"):
         records.Manifest(**dict(values, num_examples=5), source="prepared/manifest.json")
@@ -221,3 +221,20 @@ def test_manifest_checks_on_construction():
         records.Manifest.from_json(_manifest(sample_rate="16k"))
     with pytest.raises(ValueError, match=r"x.json: .*`pooling`"):
         records.Manifest.from_json(_manifest(pooling=None), source="x.json").features
+
+
+def test_read_token_strings_from_the_sidecars(tmp_path):
+    sidecar = {"utterance_ids": ["a", "b"], "tokens": [["[CLS]", "hi", "[SEP]"], ["[CLS]"]]}
+    with open(tmp_path / "shard-00000-of-00001.tfrecord.json", "w") as stream:
+        json.dump(sidecar, stream)
+    manifest = records.Manifest.from_json(_manifest())
+    # The manifest passed down is used; none is read (there is no manifest.json).
+    assert records.read_token_strings(tmp_path, ["b", "c", "a"], manifest=manifest) == [
+        ["[CLS]"], None, ["[CLS]", "hi", "[SEP]"]
+    ]
+    assert records.read_token_strings(tmp_path, ["c"], manifest=manifest) is None
+    with pytest.raises(FileNotFoundError):
+        records.read_token_strings(tmp_path, ["a"])
+    (tmp_path / "shard-00000-of-00001.tfrecord").write_bytes(b"")
+    records.write_manifest(tmp_path, manifest)
+    assert records.read_token_strings(tmp_path, ["a"]) == [["[CLS]", "hi", "[SEP]"]]

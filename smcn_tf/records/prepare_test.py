@@ -130,20 +130,20 @@ def test_writes_shards_manifest_and_report(tmp_path, utterances, audio_layer):
         "shard-00002-of-00003.tfrecord.json",
     ]
     manifest = records.read_manifest(out_dir)
-    assert manifest["num_examples"] == 7
-    assert manifest["audio_dim"] == 78
-    assert manifest["text_dim"] == 8
-    assert manifest["pooling"] == 5 and manifest["max_frames"] == 500
-    assert manifest["max_tokens"] == 150
-    assert manifest["class_names"] == list(CLASS_NAMES)
-    assert manifest["groups"] == ["Session1", "Session2"]
+    assert manifest.num_examples == 7
+    assert manifest.audio_dim == 78
+    assert manifest.text_dim == 8
+    assert manifest.pooling == 5 and manifest.max_frames == 500
+    assert manifest.max_tokens == 150
+    assert manifest.class_names == CLASS_NAMES
+    assert manifest.groups == ("Session1", "Session2")
     # Session1 lists 4 utterances (2 shards of 3), Session2 3 (1 shard).
     plan = prepare.plan_shards(utterances, 3)
-    assert [shard["count"] for shard in manifest["shards"]] == [len(p) for p in plan]
-    assert [shard["groups"] for shard in manifest["shards"]] == [
+    assert [shard["count"] for shard in manifest.shards] == [len(p) for p in plan]
+    assert [shard["groups"] for shard in manifest.shards] == [
         {"Session1": len(plan[0])}, {"Session1": len(plan[1])}, {"Session2": 3}
     ]
-    assert manifest["counts"]["Session1"] == {"angry": 2, "happy": 0, "neutral": 2, "sad": 0}
+    assert manifest.counts["Session1"] == {"angry": 2, "happy": 0, "neutral": 2, "sad": 0}
     with open(out_dir / "report.json") as file:
         assert json.load(file) == report
     assert report["num_examples"] == 7 and report["skipped"] == []
@@ -152,7 +152,7 @@ def test_writes_shards_manifest_and_report(tmp_path, utterances, audio_layer):
         "read_audio", "audio_features", "text_features", "write", "total"
     }
     assert report["features"]["audio_layer"]["num_mel_bins"] == 26
-    assert report["features"]["min_seconds"] == 0.1 and manifest["min_seconds"] == 0.1
+    assert report["features"]["min_seconds"] == 0.1 and manifest.min_seconds == 0.1
 
     # Shard i holds the i-th planned shard, its utterances sorted by id.
     ordered = [u.utterance_id for shard in plan for u in shard]
@@ -198,8 +198,8 @@ def test_unreadable_audio_is_skipped_with_reason(tmp_path, utterances, audio_lay
     assert skipped["audio_path"] == broken.audio_path
     assert "cannot read audio" in skipped["reason"]
     manifest = records.read_manifest(out_dir)
-    assert manifest["num_examples"] == 6
-    assert sum(shard["count"] for shard in manifest["shards"]) == 6
+    assert manifest.num_examples == 6
+    assert sum(shard["count"] for shard in manifest.shards) == 6
     ids = [
         value.decode()
         for _, _, metadata in pipeline.make_dataset(out_dir, include_metadata=True)
@@ -294,7 +294,7 @@ def test_changed_inputs_are_recomputed(tmp_path, utterances, audio_layer):
         "shard-00000-of-00002.tfrecord",
         "shard-00001-of-00002.tfrecord",
     ]
-    assert records.read_manifest(out_dir)["counts"]["Session1"]["sad"] == 1
+    assert records.read_manifest(out_dir).counts["Session1"]["sad"] == 1
     # Another minimum duration re-extracts every shard.
     report = _prepare(changed, out_dir, audio_layer, shard_size=4, min_seconds=0.15)
     assert report["shards"] == {"total": 2, "computed": 2, "reused": 0}
@@ -362,8 +362,8 @@ def test_prepare_corpus_demo_end_to_end(tmp_path):
     assert report["parser"]["dropped_labels"] == {"fru": 10, "xxx": 10}
     assert report["parser"]["skipped"] == []
     manifest = records.read_manifest(tmp_path / "records")
-    assert manifest["text_dim"] == 384 and manifest["audio_dim"] == 78
-    assert manifest["groups"] == [f"Session{n}" for n in range(1, 6)]
+    assert manifest.text_dim == 384 and manifest.audio_dim == 78
+    assert manifest.groups == tuple(f"Session{n}" for n in range(1, 6))
     inputs, labels = next(iter(pipeline.make_dataset(tmp_path / "records", batch_size=40)))
     assert labels.shape == (40,)
     assert int(tf.reduce_max(inputs["audio_length"])) <= 100
@@ -478,8 +478,8 @@ def test_prepare_corpus_demo_meld_end_to_end(tmp_path, demo_meld_root, capsys):
         assert json.load(file) == report
 
     manifest = records.read_manifest(out_dir)
-    assert manifest["corpus"] == "demo-meld" and manifest["class_names"] == list(meld.CLASS_NAMES)
-    assert manifest["groups"] == ["dev", "test", "train"] and manifest["num_examples"] == 40
+    assert manifest.corpus == "demo-meld" and manifest.class_names == meld.CLASS_NAMES
+    assert manifest.groups == ("dev", "test", "train") and manifest.num_examples == 40
     lengths = {
         value.decode(): int(inputs["audio_length"][row])
         for inputs, _, metadata in pipeline.make_dataset(out_dir, include_metadata=True)
@@ -736,7 +736,7 @@ def test_empty_shard_is_written_and_skipped_by_the_pipeline(tmp_path, utterances
     out_dir = tmp_path / "records"
     report = _prepare(utterances, out_dir, audio_layer, listed_counts={"Session1": 30})
     manifest = records.read_manifest(out_dir)
-    counts = [shard["count"] for shard in manifest["shards"]]
+    counts = [shard["count"] for shard in manifest.shards]
     assert len(counts) == 11 and 0 in counts and sum(counts) == 7
     assert report["shards"] == {"total": 11, "computed": 11, "reused": 0}
     assert pipeline.count_examples(out_dir) == 7
