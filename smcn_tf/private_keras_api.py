@@ -1,6 +1,6 @@
 """The private Keras API this package uses, checked when it is imported.
 
-Keras 3 has no public API for two things the package needs:
+Keras 3 has no public API for three things the package needs:
 
 - a cuDNN GRU on given weights: `keras.src.backend.tensorflow.rnn.gru`, what
   `keras.layers.GRU` runs on a GPU, which `FusedBidirectionalGRU`
@@ -9,14 +9,19 @@ Keras 3 has no public API for two things the package needs:
   `keras.random` calls): `keras.src.backend.common.global_state` and
   `keras.src.random.seed_generator`, which `smcn_tf.training.resume` reads
   and restores so that a resumed run stays bit-identical
-  (`keras.utils.set_random_seed` only drops it).
+  (`keras.utils.set_random_seed` only drops it);
+- under a tf.distribute strategy, building the compiled metrics and loss
+  from the input's spec before `fit` (so that a backup can be loaded first),
+  and stopping `fit` from pulling a batch through the replicas to build them
+  again: `keras.Model`'s private methods `_symbolic_build`, which
+  `smcn_tf.train` calls, and `_maybe_symbolic_build`, which it overrides.
 
 Private symbols may move or change in any Keras release. So setup.py pins
 Keras to the releases this code is tested on (`TESTED_KERAS`), and the
-modules that use one fetch it with `private_function` or `private_constant`:
-a missing symbol, or a function without the parameters the code passes,
-raises an ImportError that names the symbol and the tested range, instead of
-letting training change silently. `private_keras_api_test.py` names every
+modules that use one fetch it with `private_function`, `private_constant` or
+`private_method`: a missing symbol, or a function without the parameters the
+code passes, raises an ImportError that names the symbol and the tested
+range, instead of letting training change silently. `private_keras_api_test.py` names every
 symbol and checks what the code relies on.
 """
 
@@ -49,6 +54,13 @@ def _attribute(module_name, name):
     return symbol, getattr(module, name)
 
 
+def _check_parameters(symbol, function, parameters):
+    signature = inspect.signature(function)
+    missing = [parameter for parameter in parameters if parameter not in signature.parameters]
+    if missing:
+        _fail(symbol, f"has no parameter {', '.join(missing)}")
+
+
 def private_function(module_name, name, parameters=()):
     """A private Keras function, checked: present, callable, with these parameters.
 
@@ -67,10 +79,7 @@ def private_function(module_name, name, parameters=()):
     symbol, function = _attribute(module_name, name)
     if not callable(function):
         _fail(symbol, "is not callable")
-    signature = inspect.signature(function)
-    missing = [parameter for parameter in parameters if parameter not in signature.parameters]
-    if missing:
-        _fail(symbol, f"has no parameter {', '.join(missing)}")
+    _check_parameters(symbol, function, parameters)
     USED[symbol] = function
     return function
 
@@ -94,3 +103,37 @@ def private_constant(module_name, name, kind):
         _fail(symbol, f"is not of type {kind.__name__}")
     USED[symbol] = value
     return value
+
+
+def private_method(cls, name, parameters=()):
+    """A private method of a public Keras class, checked: present, with these parameters.
+
+    For a method the code calls or overrides: an override of a method that
+    Keras no longer has (or calls with other arguments) would be dead code,
+    so it is checked like a call.
+
+    Args:
+        cls: the public class, e.g. `keras.Model`.
+        name: the method's name, e.g. `"_symbolic_build"`.
+        parameters: the parameter names the caller passes, or the override
+            takes (after `self`); each must be in the method's signature.
+
+    Returns:
+        The function that defines the method, named in `USED` after the
+        Keras class that defines it, e.g.
+        `"keras.src.trainers.trainer.Trainer._symbolic_build"`.
+
+    Raises:
+        ImportError: it is missing, not a function, or lacks a parameter.
+    """
+    owners = [owner for owner in cls.__mro__ if name in vars(owner)]
+    if not owners:
+        _fail(f"{cls.__module__}.{cls.__qualname__}.{name}", "is missing")
+    owner = owners[0]
+    symbol = f"{owner.__module__}.{owner.__qualname__}.{name}"
+    function = vars(owner)[name]
+    if not inspect.isfunction(function):
+        _fail(symbol, "is not a method")
+    _check_parameters(symbol, function, parameters)
+    USED[symbol] = function
+    return function

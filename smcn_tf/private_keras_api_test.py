@@ -13,6 +13,7 @@ import keras
 import pytest
 
 from smcn_tf import private_keras_api
+from smcn_tf import train
 from smcn_tf.model import recurrent  # noqa: F401 (fetches its private symbols)
 from smcn_tf.training import resume  # noqa: F401 (likewise)
 
@@ -25,6 +26,12 @@ PRIVATE_SYMBOLS = {
         "smcn_tf/training/resume.py",
     "keras.src.random.seed_generator.GLOBAL_SEED_GENERATOR": "smcn_tf/training/resume.py",
     "keras.src.random.seed_generator.global_seed_generator": "smcn_tf/training/resume.py",
+}
+# The private methods of `keras.Model`, named after the Keras class that defines them.
+PRIVATE_METHODS = {
+    "keras.src.trainers.trainer.Trainer._symbolic_build": "smcn_tf/train.py",
+    "keras.src.backend.tensorflow.trainer.TensorFlowTrainer._maybe_symbolic_build":
+        "smcn_tf/train.py",
 }
 
 
@@ -45,12 +52,16 @@ def test_the_installed_keras_is_the_tested_one():
 
 
 def test_the_modules_fetch_exactly_these_symbols():
-    assert set(private_keras_api.USED) == set(PRIVATE_SYMBOLS)
-    for symbol, path in PRIVATE_SYMBOLS.items():
+    assert set(private_keras_api.USED) == set(PRIVATE_SYMBOLS) | set(PRIVATE_METHODS)
+    for symbol, path in {**PRIVATE_SYMBOLS, **PRIVATE_METHODS}.items():
         module_name, name = symbol.rsplit(".", 1)
         with open(os.path.join(REPOSITORY, path), encoding="utf-8") as stream:
             source = stream.read()
-        assert f'"{module_name}"' in source and f'"{name}"' in source, (symbol, path)
+        assert f'"{name}"' in source, (symbol, path)
+        if symbol in PRIVATE_SYMBOLS:
+            assert f'"{module_name}"' in source, (symbol, path)
+        else:
+            assert "private_method(keras.Model, " in source, (symbol, path)
     # No other module imports keras.src.
     for directory, _, files in os.walk(os.path.join(REPOSITORY, "smcn_tf")):
         for file_name in files:
@@ -97,6 +108,28 @@ def test_keras_global_seed_generator():
     assert keras.ops.convert_to_numpy(generator.state.value).tolist() == before
 
 
+def test_keras_symbolic_build():
+    from keras.src.backend.tensorflow import trainer as tensorflow_trainer
+    from keras.src.trainers import trainer
+
+    used = private_keras_api.USED
+    symbolic_build = used["keras.src.trainers.trainer.Trainer._symbolic_build"]
+    assert symbolic_build is trainer.Trainer._symbolic_build is keras.Model._symbolic_build
+    # _build_for_fit passes data_batch (the input's spec) by keyword.
+    assert "data_batch" in inspect.signature(symbolic_build).parameters
+    maybe_build = used[
+        "keras.src.backend.tensorflow.trainer.TensorFlowTrainer._maybe_symbolic_build"
+    ]
+    assert maybe_build is tensorflow_trainer.TensorFlowTrainer._maybe_symbolic_build
+    assert keras.Model._maybe_symbolic_build is maybe_build
+    # The override takes what Keras passes, and fit and evaluate still call it.
+    override = train.DistributedSMCNModel._maybe_symbolic_build
+    assert inspect.signature(override) == inspect.signature(maybe_build)
+    for method in (tensorflow_trainer.TensorFlowTrainer.fit,
+                   tensorflow_trainer.TensorFlowTrainer.evaluate):
+        assert "self._maybe_symbolic_build(" in inspect.getsource(method), method
+
+
 def test_a_missing_symbol_names_itself_and_the_tested_range():
     with pytest.raises(ImportError, match=r"keras\.src\.random\.seed_generator\.no_such.*"
                        r"keras>=3\.15,<3\.16"):
@@ -111,4 +144,16 @@ def test_a_missing_symbol_names_itself_and_the_tested_range():
         private_keras_api.private_constant(
             "keras.src.random.seed_generator", "GLOBAL_SEED_GENERATOR", int
         )
+    with pytest.raises(ImportError, match=r"keras\.src\.models\.model\.Model\._no_such.*"
+                       r"keras>=3\.15,<3\.16"):
+        private_keras_api.private_method(keras.Model, "_no_such")
+    with pytest.raises(ImportError, match=r"Trainer\._symbolic_build.*has no parameter go_sideways"):
+        private_keras_api.private_method(
+            keras.Model, "_symbolic_build", parameters=("data_batch", "go_sideways")
+        )
+    with pytest.raises(ImportError, match=r"Trainer\.metrics, which is not a method"):
+        private_keras_api.private_method(keras.Model, "metrics")
     assert not {"keras.src.random.seed_generator.no_such"} & set(private_keras_api.USED)
+    assert not [
+        symbol for symbol in private_keras_api.USED if symbol.endswith((".metrics", "._no_such"))
+    ]

@@ -56,6 +56,7 @@ from smcn_tf.records import pipeline, format as records
 from smcn_tf.io_utils import read_json, write_json_atomic
 from smcn_tf.model.smcn import SMCNModel, dtype_policy
 from smcn_tf.model.normalization import adapt_audio_normalization
+from smcn_tf.private_keras_api import private_method
 
 
 def build_model(config, manifest, use_cudnn="auto", model_class=SMCNModel):
@@ -176,6 +177,13 @@ def _config_fingerprint(config, train_groups, validation=None):
         relevant["validation"] = validation
     text = json.dumps(relevant, sort_keys=True)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+# Under a strategy only, `_build_for_fit` calls Keras' private `_symbolic_build`
+# and `DistributedSMCNModel` overrides its private `_maybe_symbolic_build`:
+# checked here, at import (see smcn_tf.private_keras_api).
+private_method(keras.Model, "_symbolic_build", parameters=("data_batch",))
+private_method(keras.Model, "_maybe_symbolic_build", parameters=("iterator", "data_batch"))
 
 
 class DistributedSMCNModel(SMCNModel):
