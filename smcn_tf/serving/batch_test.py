@@ -205,8 +205,10 @@ class _FlakyTransport(Transport):
 
 
 def _journal_records(path):
+    """The records of a journal's whole lines (the last one may be being written)."""
     with open(path, "rb") as stream:
-        return [record for line in stream.read().splitlines()[1:] for record in json.loads(line)]
+        lines = stream.read().split(b"\n")[1:-1]
+    return [record for line in lines for record in json.loads(line)]
 
 
 def _flaky_client(export, **options):
@@ -347,3 +349,40 @@ def test_decode_row_limits(clips):
     assert long.error == ("too-long: 1.281 s of audio in good_11.wav; the model reads at most "
                           "1.000 s (cut it with start / end)")
     assert batch.decode_row(row, batch.AudioLimits(16000, 1600)).samples == 20500
+
+
+def test_a_killed_command_resumes_to_the_uninterrupted_output(export, client, clips, tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    rows = [[f"{row[0]}-{index}"] + row[1:] for index, row in enumerate(_good_rows() * 50)]
+    manifest = _write_manifest(clips / f"{tmp_path.name}.csv", rows)
+    options = ["--batch-size", "1", "--in-flight", "1", "--top-tokens", "2"]
+    out = str(tmp_path / "killed.csv")
+    repository = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    process = subprocess.Popen(
+        [sys.executable, "-m", "smcn_tf.serving.local.commands", "predict", "--manifest",
+         manifest, "--out", out, "--model-dir", export, *options],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        env=dict(os.environ, PYTHONPATH=repository),
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and process.poll() is None:
+            if os.path.exists(out + ".partial") and len(_journal_records(out + ".partial")) >= 20:
+                break
+            time.sleep(0.02)
+        process.send_signal(signal.SIGKILL)
+    finally:
+        process.wait()
+    assert not os.path.exists(out), "the command finished before it was killed"
+    done = len(_journal_records(out + ".partial"))
+    assert 20 <= done < len(rows)
+    assert commands.main(["predict", "--manifest", manifest, "--out", out, "--model-dir", export,
+                          "--resume", *options]) == 0
+    whole = str(tmp_path / "whole.csv")
+    batch.predict_manifest(client, manifest, whole, batch_size=1, in_flight=1, top_tokens=2)
+    with open(whole, "rb") as first, open(out, "rb") as second:
+        assert first.read() == second.read()
