@@ -144,7 +144,9 @@ def over_grpc(version_dir, manifest, clips, directory, args):
         with SMCNClient(grpc_target=grpc_target, tokenizer_dir=tokenizer,
                         class_names=class_names,
                         model_name=os.path.basename(os.path.dirname(version_dir))) as client:
-            client.predict(*clips[0])  # warm: the server's first call traces
+            # Warm both paths alike: one request of each kind before the clock starts.
+            client.predict(*clips[0])
+            client.predict_batch(clips[: args.batch_size])
             print(f"gRPC: batch over {len(clips)} clips ...", flush=True)
             started = time.perf_counter()
             out = os.path.join(directory, "grpc.csv")
