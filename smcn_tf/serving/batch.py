@@ -15,7 +15,7 @@ Each output row holds `id`, `path`, `class`, one `p_<class>` per class,
 (the most attended word pieces, when asked), `label` (when the manifest has
 labels) and `error`: empty, or `<kind>: <reason>` for a row that could not be
 scored, with kind one of `missing`, `empty`, `undecodable`, `truncated`,
-`too-short`, `too-long`, `no-input` or `refused` (the model refused the
+`too-short`, `no-input` or `refused` (the model refused the
 row). A bad row does not stop the run unless `strict=True`.
 
 How it is fast:
@@ -77,7 +77,7 @@ REQUIRED_COLUMNS = ("path", "transcript")
 OPTIONAL_COLUMNS = ("id", "start", "end", "label", "group", "speaker")
 OUTPUT_FORMATS = (".csv", ".jsonl")
 ERROR_KINDS = (
-    "missing", "empty", "undecodable", "truncated", "too-short", "too-long", "no-input",
+    "missing", "empty", "undecodable", "truncated", "too-short", "no-input",
     "refused",
 )
 # A window is this many batches: the rows sorted by length together.
@@ -278,8 +278,8 @@ class AudioLimits:
         sample_rate: the waveform rate, in Hz.
         min_samples: a clip shorter than this is a `too-short` row (the
             model would treat it as missing audio).
-        max_samples: a clip longer than this is a `too-long` row (the model
-            refuses it); `None`: no bound known.
+        max_samples: a clip longer than this is cut to it (the model reads
+            no further; its graph refuses longer rows); `None`: no bound known.
     """
 
     sample_rate: int
@@ -344,11 +344,10 @@ def decode_row(row, limits):
             f"too-short: {waveform.shape[0] / rate:.3f} s of audio in {row.path}; the model "
             f"needs at least {limits.min_samples / rate:.3f} s"
         ))
-    if limits.max_samples and waveform.shape[0] > limits.max_samples:
-        return DecodedRow(row, error=(
-            f"too-long: {waveform.shape[0] / rate:.3f} s of audio in {row.path}; the model "
-            f"reads at most {limits.max_samples / rate:.3f} s (cut it with start / end)"
-        ))
+    if limits.max_samples:
+        # The model reads only the first max_frames frames: the rest cannot
+        # change the answer, and the exported graph refuses longer rows.
+        waveform = waveform[:limits.max_samples]
     return DecodedRow(row, waveform)
 
 

@@ -444,6 +444,8 @@ class SMCNClient:
         self.sample_rate = int(_first(
             sample_rate, features and features.sample_rate, DEFAULT_SAMPLE_RATE
         ))
+        rules = description.input_checks or {}
+        self.max_waveform_samples = rules.get("max_waveform_samples")  # None: no limit known
         if self.max_tokens < 2:
             raise ValueError(f"max_tokens must be >= 2 ([CLS] and [SEP]), got {self.max_tokens}.")
         self.tokenizer = self._load_tokenizer(tokenizer_dir)
@@ -541,7 +543,9 @@ class SMCNClient:
                 raise ValueError(
                     f"item {index} has neither audio nor text: send at least one of them."
                 )
-            waveforms.append(self._waveform(audio, index))
+            # Cut to what the model reads (max_frames): the rest cannot change
+            # the answer, and the exported graph refuses longer rows.
+            waveforms.append(self._waveform(audio, index)[:self.max_waveform_samples])
             texts.append(text)
         token_lists = self.tokenizer(
             texts, add_special_tokens=True, truncation=True, max_length=self.max_tokens,

@@ -182,6 +182,12 @@ def test_the_real_export_serves_the_same_in_process_and_over_grpc(tmp_path, item
         np.testing.assert_allclose(left.text_attention, right.text_attention, rtol=1e-5,
                                    atol=1e-7)
         assert len(left.audio_attention) == len(right.audio_attention)
+    # A clip longer than the model reads (26 s at these settings) is cut to it
+    # by the client, not refused by the graph: the same answer as the cut clip.
+    assert in_process.max_waveform_samples == 416_000
+    long = np.random.default_rng(0).standard_normal(30 * 16000).astype("float32") * 0.1
+    whole, cut = in_process.predict_batch([(long, "hi"), (long[:416_000], "hi")])
+    np.testing.assert_array_equal(whole.probabilities, cut.probabilities)
 
 
 def test_a_missing_modality_is_answered_and_said_over_every_transport(export, server, items):
