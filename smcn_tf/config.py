@@ -141,6 +141,9 @@ class TrainingConfig:
     # TensorBoard: the confusion matrix of the training groups every this
     # many epochs (0: off; the held-out one is always logged).
     confusion_every_epochs: int = 0
+    # TensorBoard: held-out utterances of each class drawn as attention
+    # figures (0: none; drawing is a large share of a tiny run's time).
+    attention_examples_per_class: int = 2
 
 
 @dataclasses.dataclass
@@ -329,6 +332,8 @@ def _check_ranges(config, source):
         ("training.bucket_window", config.training.bucket_window >= 2),
         ("training.early_stopping_patience", config.training.early_stopping_patience >= 0),
         ("training.confusion_every_epochs", config.training.confusion_every_epochs >= 0),
+        ("training.attention_examples_per_class",
+         config.training.attention_examples_per_class >= 0),
         ("evaluation.validation_fraction", 0.0 < config.evaluation.validation_fraction < 1.0),
     ]
     for field, ok in checks:

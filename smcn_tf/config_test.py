@@ -149,6 +149,7 @@ def test_small_corpus_recipe_changes_training_not_the_papers_presets():
         ("training.final_learning_rate=1", "training.final_learning_rate"),
         ("training.label_smoothing=1", "training.label_smoothing"),
         ("training.ema_momentum=1", "training.ema_momentum"),
+        ("training.attention_examples_per_class=-1", "training.attention_examples_per_class"),
     ],
 )
 def test_bad_recipe_settings_name_the_field(override, field):

@@ -580,7 +580,9 @@ def _score_and_log(run, model, results):
         run.records_dir, run.test_groups, run.config.training.batch_size,
         manifest=run.manifest,
     )
-    predictions = held_out.predict_held_out(model, dataset)
+    predictions = held_out.predict_held_out(
+        model, dataset, per_class=run.config.training.attention_examples_per_class
+    )
     # The same scoring as `smcn evaluate` (evaluate.fold_scores).
     scores = evaluate.fold_scores(predictions.as_dict(), class_names)
     summaries.log_test_scores(run.board_dir, scores, run.epochs)

@@ -55,6 +55,7 @@ print("SUMMARY", summary is not None)
 """
 
 OVERRIDES = [
+    "training.attention_examples_per_class=0",  # no figures: wiring, not TensorBoard
     "training.strategy=multi_worker",
     "training.steps=4",
     "training.steps_per_epoch=2",
@@ -135,6 +136,7 @@ def _killed_workers(jobs, features, directory):
 def _replicas(jobs, features, directory):
     """The REPLICAS script's process, run to the end."""
     overrides = [
+        "training.attention_examples_per_class=0",  # no figures: wiring, not TensorBoard
         "training.steps=1",  # the logs of one step: the loss at the initial weights
         "training.batch_size=8",
         "training.length_bucketing=false",

@@ -67,6 +67,7 @@ run_experiment(
 """
 
 OVERRIDES = [
+    "training.attention_examples_per_class=0",  # no figures: wiring, not TensorBoard
     "training.steps=8",
     "training.steps_per_epoch=2",  # 4 epochs of 2 steps
     "training.batch_size=8",

@@ -196,6 +196,7 @@ def test_mixed_precision_trains_and_restores_the_global_policy(demo_features, tm
         "training.steps=2",
         "evaluation.folds=[Session2]",
         "evaluation.final_model=false",
+        "training.attention_examples_per_class=0",  # no figures: the policy only
     )
     run_experiment(
         config, demo_features, run_dir, verbose=0, log=lambda _: None, callbacks=[Probe()]

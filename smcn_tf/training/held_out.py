@@ -108,6 +108,8 @@ class _AttentionChoice:
 
     def offer(self, inputs, outputs, labels, utterance_ids):
         """Keep the utterances of a batch that are among the first of their class."""
+        if self.per_class <= 0:
+            return  # no attention figures: nothing to keep
         for row, (utterance_id, label) in enumerate(zip(utterance_ids, labels)):
             chosen = self.by_class.setdefault(int(label), [])
             self.arrivals += 1

@@ -77,6 +77,10 @@ def test_attention_choice_keeps_the_first_ids_of_each_class_whatever_the_order()
         "utt000", "utt004", "utt001", "utt005", "utt002", "utt006", "utt003", "utt007"
     ]
     assert [item["label"] for item in backward.attention] == [0, 0, 1, 1, 2, 2, 3, 3]
+    # training.attention_examples_per_class=0: no figures, the same predictions.
+    none = predict_held_out(model, bt.dataset(count=12, batch_size=5), per_class=0)
+    assert none.attention_ids == [] and none.attention == []
+    np.testing.assert_array_equal(none.probabilities, forward.probabilities)
     with pytest.raises(ValueError, match="empty"):
         predict_held_out(model, bt.dataset(count=4).take(0))
 

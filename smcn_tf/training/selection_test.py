@@ -105,6 +105,7 @@ def test_a_fold_keeps_its_best_validation_epoch(demo_features, tmp_path):
             "evaluation.validation=group",
             "training.select=best",
             "training.early_stopping_patience=2",
+            "training.attention_examples_per_class=0",  # no figures: selection only
         ],
     )
     run_dir = str(tmp_path / "run")
