@@ -144,6 +144,9 @@ class TrainingConfig:
     # TensorBoard: held-out utterances of each class drawn as attention
     # figures (0: none; drawing is a large share of a tiny run's time).
     attention_examples_per_class: int = 2
+    # TensorBoard: batches of held-out data the calibration diagnostics read
+    # at every epoch end (0: no calibration diagnostics nor learning rate).
+    calibration_batches: int = 8
 
 
 @dataclasses.dataclass
@@ -334,6 +337,7 @@ def _check_ranges(config, source):
         ("training.confusion_every_epochs", config.training.confusion_every_epochs >= 0),
         ("training.attention_examples_per_class",
          config.training.attention_examples_per_class >= 0),
+        ("training.calibration_batches", config.training.calibration_batches >= 0),
         ("evaluation.validation_fraction", 0.0 < config.evaluation.validation_fraction < 1.0),
     ]
     for field, ok in checks:

@@ -150,6 +150,7 @@ def test_small_corpus_recipe_changes_training_not_the_papers_presets():
         ("training.label_smoothing=1", "training.label_smoothing"),
         ("training.ema_momentum=1", "training.ema_momentum"),
         ("training.attention_examples_per_class=-1", "training.attention_examples_per_class"),
+        ("training.calibration_batches=-1", "training.calibration_batches"),
     ],
 )
 def test_bad_recipe_settings_name_the_field(override, field):

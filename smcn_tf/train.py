@@ -505,17 +505,19 @@ def _board_callbacks(run, validation_dataset):
     has none, reads its validation set, else its training groups).
     """
     batch_size = run.config.training.batch_size
-    if run.test_groups:
-        diagnosed = run.dataset(run.test_groups, batch_size=batch_size)
-    elif validation_dataset is not None:
-        diagnosed = validation_dataset
-    else:
-        diagnosed = run.dataset(run.fit_groups, batch_size=batch_size, **run.holdout)
-    views = [
-        board_callbacks.CalibrationDiagnostics(
-            os.path.join(run.board_dir, summaries.CALIBRATION_DIR), diagnosed
-        )
-    ]
+    views = []
+    calibration_batches = run.config.training.calibration_batches
+    if calibration_batches:
+        if run.test_groups:
+            diagnosed = run.dataset(run.test_groups, batch_size=batch_size)
+        elif validation_dataset is not None:
+            diagnosed = validation_dataset
+        else:
+            diagnosed = run.dataset(run.fit_groups, batch_size=batch_size, **run.holdout)
+        views.append(board_callbacks.CalibrationDiagnostics(
+            os.path.join(run.board_dir, summaries.CALIBRATION_DIR), diagnosed,
+            max_batches=calibration_batches,
+        ))
     every = run.config.training.confusion_every_epochs
     if every:
         views.append(

@@ -197,6 +197,7 @@ def test_mixed_precision_trains_and_restores_the_global_policy(demo_features, tm
         "evaluation.folds=[Session2]",
         "evaluation.final_model=false",
         "training.attention_examples_per_class=0",  # no figures: the policy only
+        "training.calibration_batches=0",
     )
     run_experiment(
         config, demo_features, run_dir, verbose=0, log=lambda _: None, callbacks=[Probe()]

@@ -9,7 +9,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = " ".join([
     "training.steps=2", "training.steps_per_epoch=2", "model.hidden_units=4",
     "model.head_units=4", "evaluation.folds=[Session1]",
-    "training.attention_examples_per_class=0",
+    "training.attention_examples_per_class=0", "training.calibration_batches=0",
 ])
 
 

@@ -106,6 +106,7 @@ def test_a_fold_keeps_its_best_validation_epoch(demo_features, tmp_path):
             "training.select=best",
             "training.early_stopping_patience=2",
             "training.attention_examples_per_class=0",  # no figures: selection only
+            "training.calibration_batches=0",
         ],
     )
     run_dir = str(tmp_path / "run")
