@@ -11,10 +11,6 @@ import pathlib
 import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-# The suite runs two busy processes on 2 cores (the tests and one child job):
-# one TensorFlow compute thread each avoids their threads' contention.
-# Children inherit it. Measured: the same results (the shards' sha256 included).
-os.environ.setdefault("TF_NUM_INTRAOP_THREADS", "1")
 
 REPOSITORY = pathlib.Path(__file__).resolve().parent
 
