@@ -1,6 +1,5 @@
 """Attention figures: which utterances, which attentions, read back from the event files."""
 
-import keras
 import numpy as np
 import pytest
 
@@ -18,11 +17,7 @@ from smcn_tf.model.smcn import build_smcn
 
 @pytest.fixture(scope="module")
 def model():
-    keras.utils.set_random_seed(0)
-    return build_smcn(
-        "smcn", num_classes=4, audio_dim=AUDIO_DIM, text_dim=TEXT_DIM, hidden_units=4,
-        head_units=4,
-    )
+    return bt.tiny_model(seed=0)
 
 
 def test_attention_examples_are_deterministic_and_every_attention_is_drawn(model, tmp_path):

@@ -24,11 +24,7 @@ from smcn_tf.model.smcn import build_smcn
 
 @pytest.fixture(scope="module")
 def model():
-    keras.utils.set_random_seed(0)
-    return build_smcn(
-        "smcn", num_classes=4, audio_dim=AUDIO_DIM, text_dim=TEXT_DIM, hidden_units=4,
-        head_units=4,
-    )
+    return bt.tiny_model(seed=0)
 
 
 def test_calibration_diagnostics_and_training_confusion_every_epoch(model, tmp_path):

@@ -2,26 +2,20 @@
 
 import os
 
-import keras
 import pytest
 import tensorflow as tf
 from google.protobuf import text_format
 from tensorboard.plugins.projector import projector_config_pb2
 
 from smcn_tf.training import board_testing as bt
-from smcn_tf.training.board_testing import AUDIO_DIM, CLASSES, TEXT_DIM
+from smcn_tf.training.board_testing import CLASSES
 from smcn_tf.training.embeddings import log_embeddings
 from smcn_tf.training.summaries import EMBEDDING_OUTPUTS, PROJECTOR_README_TAG
-from smcn_tf.model.smcn import build_smcn
 
 
 @pytest.fixture(scope="module")
 def model():
-    keras.utils.set_random_seed(0)
-    return build_smcn(
-        "smcn", num_classes=4, audio_dim=AUDIO_DIM, text_dim=TEXT_DIM, hidden_units=4,
-        head_units=4,
-    )
+    return bt.tiny_model(seed=0)
 
 
 def test_projector_config_points_at_files_that_exist(model, tmp_path):
