@@ -218,14 +218,16 @@ def _is_blank(fields):
     return all(not field.strip() for field in fields)
 
 
-def _read_header(path, line_number, fields):
-    """Map column names to positions.
+def _read_header(path, line_number, fields, required=REQUIRED_COLUMNS, known=COLUMNS):
+    """Map column names to positions (`required` must be there, `known` may).
+
+    `smcn predict --manifest` reads its manifests with other columns.
 
     Raises:
         CorpusFormatError: a repeated, empty or unknown column, or a missing
             required one; the message names the line and the column.
     """
-    known = ", ".join(COLUMNS)
+    columns, known = known, ", ".join(known)
     positions = {}
     for index, raw in enumerate(fields):
         name = raw.strip().lower()
@@ -238,21 +240,21 @@ def _read_header(path, line_number, fields):
             raise CorpusFormatError(
                 path, f"column {name!r} appears twice in the header", line_number
             )
-        if name not in COLUMNS:
+        if name not in columns:
             raise CorpusFormatError(
                 path,
                 f"unknown column {raw.strip()!r} in the header; known columns: {known} "
-                f"(required: {', '.join(REQUIRED_COLUMNS)})",
+                f"(required: {', '.join(required)})",
                 line_number,
             )
         positions[name] = index
-    missing = [name for name in REQUIRED_COLUMNS if name not in positions]
+    missing = [name for name in required if name not in positions]
     if missing:
         raise CorpusFormatError(
             path,
             f"missing column {', '.join(repr(name) for name in missing)} in the header "
             f"(found {[field.strip() for field in fields]}); the first row must name the "
-            f"columns, required: {', '.join(REQUIRED_COLUMNS)}",
+            f"columns, required: {', '.join(required)}",
             line_number,
         )
     return positions

@@ -68,6 +68,7 @@ from smcn_tf.corpora.csv_corpus import (
     _find_header,
     _is_blank,
     _parse_seconds,
+    _read_header,
     _read_text,
     _segment_id,
 )
@@ -188,7 +189,9 @@ def read_manifest(path):
     manifest_path = _check_manifest_file(path)
     lines = read_csv_rows(manifest_path, _read_text(manifest_path))
     header_line, header = _find_header(manifest_path, lines)
-    positions = _read_columns(manifest_path, header_line, header)
+    positions = _read_header(
+        manifest_path, header_line, header, REQUIRED_COLUMNS, REQUIRED_COLUMNS + OPTIONAL_COLUMNS
+    )
     rows, first_line_of = [], {}
     for line, fields in lines:
         if _is_blank(fields):
@@ -206,32 +209,6 @@ def read_manifest(path):
     if not rows:
         raise CorpusFormatError(manifest_path, "no rows after the header", header_line)
     return Manifest(os.path.abspath(manifest_path), tuple(rows), "label" in positions)
-
-
-def _read_columns(path, line, fields):
-    """Column name -> position; raises on a repeated, unknown or missing column."""
-    known = ", ".join(REQUIRED_COLUMNS + OPTIONAL_COLUMNS)
-    positions = {}
-    for index, raw in enumerate(fields):
-        name = raw.strip().lower()
-        if name in positions:
-            raise CorpusFormatError(path, f"column {name!r} appears twice in the header", line)
-        if name not in REQUIRED_COLUMNS + OPTIONAL_COLUMNS:
-            raise CorpusFormatError(
-                path, f"unknown column {raw.strip()!r} in the header; known columns: {known}",
-                line,
-            )
-        positions[name] = index
-    missing = [name for name in REQUIRED_COLUMNS if name not in positions]
-    if missing:
-        raise CorpusFormatError(
-            path,
-            f"missing column {', '.join(repr(name) for name in missing)} in the header "
-            f"(found {[field.strip() for field in fields]}); required: "
-            f"{', '.join(REQUIRED_COLUMNS)}",
-            line,
-        )
-    return positions
 
 
 def _parse_row(path, line, fields, positions, width, index):
